@@ -1,0 +1,10 @@
+"""autograder: checks a learner's code against minidl's reference, explains and scores it.
+
+    from autograder import check
+    check("broadcasting.softmax", softmax)
+"""
+
+from .check import check
+from .report import Result
+
+__all__ = ["check", "Result"]

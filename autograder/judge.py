@@ -1,0 +1,104 @@
+"""Judging: plain outputs against expected ones, case by case, into a scored ``Result``."""
+
+from __future__ import annotations
+
+import inspect
+
+from .exercise import Case, Exercise
+from .plain import compare, describe, plain
+from .report import Failure, Result
+
+
+def describe_inputs(exercise: Exercise, case: Case) -> str:
+    """'x: float32[3, 4] on cpu, dim=-1', with the values of tiny inputs shown."""
+    try:
+        bound = inspect.signature(exercise.reference()).bind(*case.args, **case.kwargs)
+        named = list(bound.arguments.items())
+    except (TypeError, ValueError):
+        named = [(f"arg{i}", a) for i, a in enumerate(case.args)] + list(case.kwargs.items())
+    parts = []
+    for name, value in named:
+        node = plain(value)
+        if node["kind"] == "tensor":
+            text = f"{name}: {describe(node)}"
+            if node["data"] is not None and 0 < node["data"].numel() <= 12:
+                text += f" = {_rounded(node['data'].tolist())}"
+            parts.append(text)
+        elif node["kind"] in ("seq", "dict", "object") and len(repr(value)) > 80:
+            parts.append(f"{name}: {describe(node)}")
+        else:
+            parts.append(f"{name}={value!r}")
+    return ", ".join(parts) + (f"   ({case.note})" if case.note else "")
+
+
+def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: float | None) -> Failure | None:
+    """None if the case passed, else the Failure that explains it."""
+    kind = got["kind"]
+    if kind == "forbidden":
+        names = ", ".join(got["names"])
+        message = f"this exercise asks you to build {exercise.name} yourself; {names} is off-limits here"
+        return Failure(case.group, "", message, "forbidden", exercise.hint_for(case.group, "forbidden"))
+    if kind == "timeout":
+        message = f"your code did not finish within {got['seconds']:g} s"
+        return Failure(case.group, "", message, "timeout", exercise.hint_for(case.group, "timeout"))
+    mismatch = compare(expected, got, exercise.tolerance)
+    if mismatch:
+        return Failure(case.group, "", mismatch.message, mismatch.symptom,
+                       exercise.hint_for(case.group, mismatch.symptom), where=mismatch.details.get("where", "")
+                       if isinstance(mismatch.details.get("where"), str) else "")
+    limit = exercise.group(case.group).speed
+    if limit and ratio is not None and ratio > limit:
+        message = (f"correct, but {ratio:.1f}x slower than the reference on this input "
+                   f"(allowed: {limit:g}x)" if ratio != float("inf") else "could not be timed")
+        return Failure(case.group, "", message, "slow", exercise.hint_for(case.group, "slow"))
+    return None
+
+
+def judge(exercise: Exercise, cases: list[Case], expected: list[dict], got: list[dict],
+          ratios: dict[int, float] | None = None, hidden_from: int | None = None) -> Result:
+    """Score ``got`` against ``expected``. Cases from index ``hidden_from`` on are hidden:
+    they count in the score but are never shown as the failing case."""
+    ratios = ratios or {}
+    failures: list[tuple[int, Failure, Case]] = []
+    tally: dict[str, list[int]] = {g.name: [0, 0] for g in exercise.groups}
+    for i, (case, e, g) in enumerate(zip(cases, expected, got)):
+        failure = verdict(exercise, case, e, g, ratios.get(i))
+        tally[case.group][1] += 1
+        if failure is None:
+            tally[case.group][0] += 1
+        elif hidden_from is None or i < hidden_from:
+            failure.device = case.device
+            failures.append((i, failure, case))
+    total_weight = sum(g.weight for g in exercise.groups if tally[g.name][1]) or 1.0
+    fraction = sum(g.weight * tally[g.name][0] / tally[g.name][1] for g in exercise.groups if tally[g.name][1])
+    score = exercise.points * fraction / total_weight
+    # The smallest failing case of the first group (in declaration order) that has failures.
+    order = {g.name: k for k, g in enumerate(exercise.groups)}
+    failures.sort(key=lambda item: (order[item[2].group], item[2].size, item[0]))
+    shown = []
+    for i, failure, case in failures[:1]:
+        failure.inputs = describe_inputs(exercise, case)
+        failure.where = got[i].get("where") or failure.where
+        shown.append(failure)
+    status, note = "checked", ""
+    if any(g.get("not_implemented") for g in got):
+        status, note = "not_implemented", f"{exercise.name} is not implemented yet (it raises NotImplementedError)"
+        score, shown = 0.0, []
+    elif any(g["kind"] == "forbidden" for g in got):
+        status, score = "forbidden", 0.0
+        forbidden = next(i for i, g in enumerate(got) if g["kind"] == "forbidden")
+        shown = [f for f in (verdict(exercise, cases[forbidden], expected[forbidden], got[forbidden], None),) if f]
+        shown[0].inputs = describe_inputs(exercise, cases[forbidden])
+        note = "a forbidden built-in was called, so this exercise scores 0"
+    return Result(
+        exercise=exercise.id, title=exercise.title, score=score, max_score=exercise.points,
+        cases=len(cases), passed_cases=sum(p for p, _ in tally.values()),
+        groups=[(name, p, t) for name, (p, t) in tally.items() if t], failures=shown,
+        status=status, note=note, hidden_cases=0 if hidden_from is None else len(cases) - hidden_from,
+    )
+
+
+def _rounded(values):
+    if isinstance(values, list):
+        return [_rounded(v) for v in values]
+    return float(f"{values:.4g}") if isinstance(values, float) else values

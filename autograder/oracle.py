@@ -1,0 +1,149 @@
+"""Expected values, computed by minidl's reference in a clean process.
+
+``cases_and_expected`` returns, for each exercise, the generated cases and the plain trees of
+the reference's outputs on them. They are computed by ``python -m autograder.oracle`` in a
+fresh interpreter that imports minidl and the catalogue and nothing of the learner's, so no
+learner code can alter them. Public results are cached in the user's cache directory (keyed
+by the code that makes them); hidden cases use a secret seed that only this process reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+PUBLIC_SEED = "minidl-public-2026"
+SECRET_ENV = "AUTOGRADER_SECRET"
+SECRET_FILE_ENV = "AUTOGRADER_SECRET_FILE"
+
+
+def read_secret() -> str | None:
+    """The instructor's secret: $AUTOGRADER_SECRET, or the file named by $AUTOGRADER_SECRET_FILE."""
+    if os.environ.get(SECRET_ENV):
+        return os.environ[SECRET_ENV]
+    path = os.environ.get(SECRET_FILE_ENV)
+    if path and os.path.exists(path):
+        return pathlib.Path(path).read_text().strip() or None
+    return None
+
+
+def move(obj, device: str):
+    """Move the tensors of a case's arguments to ``device`` (the grader's own, not minidl's)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(move(v, device) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move(v, device) for v in obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, move(v, device)) for k, v in obj.items())
+    return obj
+
+
+def make_cases(exercise, seed: str, devices: list[str]):
+    """Every case of ``exercise`` for ``seed``, expanded to each device (CPU first)."""
+    from .exercise import Draw
+
+    cases = []
+    for group in exercise.groups:
+        base = list(group.make(Draw(f"{seed}:{exercise.id}:{group.name}")))
+        for case in base:
+            case.group = group.name
+        for device in devices if group.devices and not exercise.cpu_only else ["cpu"]:
+            for case in base:
+                cases.append(dataclasses.replace(case, args=move(case.args, device), kwargs=move(case.kwargs, device), device=device))
+    return cases
+
+
+def compute(ids: list[str], hidden: bool, devices: list[str]) -> dict:
+    """In this (clean) process: cases and the reference's plain outputs for each exercise."""
+    from .catalog import EXERCISES
+    from .plain import plain, raised
+    from .runner import quiet
+
+    seed = PUBLIC_SEED
+    if hidden:
+        secret = read_secret() or "no-secret-set"
+        seed = "hidden:" + hashlib.sha256(secret.encode()).hexdigest()
+    torch.use_deterministic_algorithms(False)
+    results = {}
+    for eid in ids:
+        exercise = EXERCISES[eid]
+        reference = exercise.reference()
+        cases, outputs = make_cases(exercise, seed, devices), []
+        for case in cases:
+            try:
+                with quiet():
+                    outputs.append(plain(exercise.probe_for(case.group)(reference, *case.args, **case.kwargs)))
+            except Exception as e:  # the case asks for an exception (invalid input)
+                outputs.append(raised(e))
+        results[eid] = {"cases": cases, "expected": outputs}
+    return results
+
+
+def code_digest() -> str:
+    """A digest of the code that makes cases and expected values, for the cache key."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(torch.__version__.encode())
+    for path in sorted([*root.glob("minidl/*.py"), *root.glob("autograder/catalog/*.py"), root / "autograder/exercise.py", root / "autograder/oracle.py"]):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:20]
+
+
+def cache_dir() -> pathlib.Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "minidl" / "oracle"
+
+
+class OracleError(RuntimeError):
+    """The reference process failed: a problem of the course, never of the learner."""
+
+
+def cases_and_expected(ids: list[str], hidden: bool = False, devices: list[str] | None = None,
+                       use_cache: bool = True, timeout: float = 600) -> dict:
+    """Cases and expected plain outputs for ``ids``, from a clean process (or the cache)."""
+    from minidl.device import available_devices
+
+    devices = devices or [str(d) for d in available_devices()]
+    key = hashlib.sha256(json.dumps([sorted(ids), hidden, devices, code_digest()]).encode()).hexdigest()[:24]
+    cached = cache_dir() / f"{key}.pt"
+    if use_cache and not hidden and cached.exists():
+        try:
+            return torch.load(cached, weights_only=False)
+        except Exception:
+            cached.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        request, answer = pathlib.Path(tmp, "request.json"), pathlib.Path(tmp, "answer.pt")
+        request.write_text(json.dumps({"ids": ids, "hidden": hidden, "devices": devices}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_") or hidden}
+        proc = subprocess.run(
+            [sys.executable, "-m", "autograder.oracle", str(request), str(answer)],
+            capture_output=True, text=True, timeout=timeout, env=env,
+            cwd=pathlib.Path(__file__).resolve().parent.parent,
+        )
+        if proc.returncode != 0 or not answer.exists():
+            raise OracleError(f"the reference process failed:\n{proc.stderr[-3000:]}")
+        results = torch.load(answer, weights_only=False)
+        if use_cache and not hidden:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp_file = cached.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(results, tmp_file)
+            os.replace(tmp_file, cached)
+        return results
+
+
+def main(argv: list[str]) -> None:
+    request = json.loads(pathlib.Path(argv[0]).read_text())
+    torch.save(compute(request["ids"], request["hidden"], request["devices"]), argv[1])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

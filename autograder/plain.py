@@ -1,0 +1,202 @@
+"""Plain trees: what crosses from learner code to the comparison, and how two are compared.
+
+Whatever a learner's function returns is turned into a tree of plain data (dicts, lists,
+strings, numbers and plain ``torch.Tensor`` values on the CPU) before it is compared. Types are
+read with ``type()``, never ``isinstance`` or ``==`` on the learner's objects, so a tensor
+subclass, an object whose ``__eq__`` is always True or one that lies about its ``__class__``
+is reported as what it is. The same conversion is applied to the reference's output, and a
+tree loads with ``torch.load(weights_only=True)``, so it can cross between processes safely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+SCALARS = {int: "int", float: "float", bool: "bool", str: "str", type(None): "none"}
+
+
+def qualname(t: type) -> str:
+    module = getattr(t, "__module__", "") or ""
+    name = getattr(t, "__qualname__", getattr(t, "__name__", "?"))
+    return name if module in ("builtins", "") else f"{module}.{name}"
+
+
+def plain(obj: Any, depth: int = 0) -> dict:
+    """Convert ``obj`` to a plain tree (see the module docstring). Never calls obj's methods."""
+    t = type(obj)
+    if depth > 20:
+        return {"kind": "object", "type": qualname(t), "repr": "(nested too deeply)"}
+    if t is torch.Tensor or t is torch.nn.Parameter:
+        return plain_tensor(obj)
+    if t in SCALARS:
+        return {"kind": SCALARS[t], "value": obj}
+    if t is torch.Size or t is tuple or t is list:
+        items = [plain(v, depth + 1) for v in (tuple.__iter__(obj) if t is not list else list.__iter__(obj))]
+        return {"kind": "seq", "type": "tuple" if t is torch.Size else t.__name__, "items": items}
+    if tuple in t.__bases__ and isinstance(t.__dict__.get("_fields"), tuple):  # a namedtuple
+        items = [plain(tuple.__getitem__(obj, i), depth + 1) for i in range(tuple.__len__(obj))]
+        return {"kind": "seq", "type": qualname(t), "items": items}
+    if t is dict or (dict in t.__mro__ and t.__module__ == "collections"):
+        pairs = list(dict.items(obj))
+        return {
+            "kind": "dict",
+            "type": qualname(t),
+            "keys": [plain(k, depth + 1) for k, _ in pairs],
+            "items": [plain(v, depth + 1) for _, v in pairs],
+        }
+    if t is torch.dtype or t is torch.device:
+        return {"kind": "str", "value": f"{t.__name__}:{str.__str__(str(obj))}"}
+    return {"kind": "object", "type": qualname(t), "repr": ""}
+
+
+def plain_tensor(t: torch.Tensor) -> dict:
+    data = None
+    if t.device.type != "meta":
+        data = t.detach().to("cpu", copy=True)
+    return {
+        "kind": "tensor",
+        "shape": list(t.shape),
+        "dtype": str(t.dtype).replace("torch.", ""),
+        "device": str(t.device),
+        "data": data,
+    }
+
+
+def raised(exc: BaseException, where: str = "") -> dict:
+    """The plain record of an exception raised by learner code."""
+    return {
+        "kind": "raised",
+        "type": type(exc).__name__,
+        "mro": [c.__name__ for c in type(exc).__mro__],
+        "message": safe_str(exc)[:500],
+        "where": where,
+    }
+
+
+def safe_str(obj: Any) -> str:
+    try:
+        return str(obj)
+    except Exception:  # a learner's exception whose __str__ fails
+        return f"<{type(obj).__name__}>"
+
+
+def describe(node: dict) -> str:
+    """A short description of a plain tree: 'float32[3, 4] on cpu', 'tuple of 3', 'int 7'."""
+    kind = node["kind"]
+    if kind == "tensor":
+        return f"{node['dtype']}{node['shape']} on {node['device']}"
+    if kind == "seq":
+        return f"{node['type']} of {len(node['items'])}"
+    if kind == "dict":
+        return f"{node['type']} with {len(node['items'])} keys"
+    if kind == "raised":
+        return f"{node['type']}: {node['message']}"
+    if kind == "object":
+        return f"an object of type {node['type']}"
+    if kind == "none":
+        return "None"
+    return f"{kind} {node['value']!r}"
+
+
+@dataclass
+class Mismatch:
+    """Why a got tree differs from the expected one. ``symptom`` names the kind of mistake."""
+
+    symptom: str
+    message: str
+    path: str = ""
+    details: dict = field(default_factory=dict)
+
+
+def compare(expected: dict, got: dict, tolerance, path: str = "output") -> Mismatch | None:
+    """The first difference between two plain trees, or None. ``tolerance(dtype) -> (rtol, atol)``."""
+    ek, gk = expected["kind"], got["kind"]
+    if ek == "raised":
+        if gk != "raised":
+            return Mismatch("no_raise", f"expected {expected['type']} to be raised, but {path} is {describe(got)}", path)
+        if expected["type"] not in got["mro"]:
+            return Mismatch("raised", f"expected {expected['type']}, but your code raised {describe(got)}", path)
+        return None
+    if gk == "raised":
+        return Mismatch("raised", f"your code raised {describe(got)}", path, {"where": got.get("where", "")})
+    if ek != gk or (ek in ("seq", "dict") and expected["type"] != got["type"]):
+        return Mismatch("type", f"{path} should be {describe(expected)}, but it is {describe(got)}", path)
+    if ek == "tensor":
+        return compare_tensors(expected, got, tolerance, path)
+    if ek in ("seq", "dict"):
+        if len(expected["items"]) != len(got["items"]):
+            return Mismatch("shape", f"{path} should be {describe(expected)}, but it is {describe(got)}", path)
+        if ek == "dict":
+            ekeys = [k.get("value") for k in expected["keys"]]
+            gkeys = [k.get("value") for k in got["keys"]]
+            if ekeys != gkeys:
+                return Mismatch("type", f"{path} should have keys {ekeys}, but has {gkeys}", path)
+        labels = [repr(k.get("value")) for k in expected["keys"]] if ek == "dict" else range(len(expected["items"]))
+        for label, e, g in zip(labels, expected["items"], got["items"]):
+            found = compare(e, g, tolerance, f"{path}[{label}]")
+            if found:
+                return found
+        return None
+    if ek == "float":
+        rtol, atol = tolerance(torch.float64 if expected.get("exact") else torch.float32)
+        e, g = expected["value"], got["value"]
+        if not (abs(e - g) <= atol + rtol * abs(e) or (e != e and g != g)):
+            return Mismatch("values", f"{path} should be {e!r}, but it is {g!r}", path)
+        return None
+    if ek in ("int", "bool", "str", "none") and expected["value"] != got["value"]:
+        return Mismatch("values", f"{path} should be {expected['value']!r}, but it is {got['value']!r}", path)
+    return None
+
+
+def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch | None:
+    for attr in ("shape", "dtype", "device"):
+        if expected[attr] != got[attr]:
+            return Mismatch(
+                attr,
+                f"{path} has {attr} {got[attr]}, expected {expected[attr]}",
+                path,
+                {"expected": describe(expected), "got": describe(got)},
+            )
+    e, g = expected["data"], got["data"]
+    if e is None or g is None or e.numel() == 0:
+        return None
+    if not e.is_floating_point() and not e.is_complex():
+        wrong = e != g
+        if wrong.any():
+            index = tuple(int(i) for i in wrong.nonzero()[0])
+            return Mismatch(
+                "values",
+                f"{path} differs in {int(wrong.sum())} of {e.numel()} elements; first at index "
+                f"{list(index)}: expected {e[index].item()}, got {g[index].item()}",
+                path,
+            )
+        return None
+    rtol, atol = tolerance(getattr(torch, expected["dtype"]))
+    e64, g64 = e.double(), g.double()
+    blown = e64.isfinite() & ~g64.isfinite()
+    if blown.any():
+        index = tuple(int(i) for i in blown.nonzero()[0])
+        return Mismatch(
+            "nonfinite",
+            f"{path} has {int(blown.sum())} NaN/inf value(s) where the expected values are finite; "
+            f"first at index {list(index)}: expected {e64[index].item():.6g}, got {g64[index].item()}",
+            path,
+        )
+    close = torch.isclose(g64, e64, rtol=rtol, atol=atol, equal_nan=True)
+    if close.all():
+        return None
+    err = (g64 - e64).abs().nan_to_num(float("inf"))
+    err[close] = 0
+    index = tuple(int(i) for i in (err == err.max()).nonzero()[0])
+    rel = err[index].item() / max(abs(e64[index].item()), 1e-300)
+    return Mismatch(
+        "values",
+        f"{path} differs in {int((~close).sum())} of {e.numel()} elements; largest error at index "
+        f"{list(index)}: expected {e64[index].item():.6g}, got {g64[index].item():.6g} "
+        f"(abs error {err[index].item():.3g}, rel error {rel:.3g}; tolerance rtol={rtol:g}, atol={atol:g})",
+        path,
+        {"max_abs": err[index].item(), "max_rel": rel, "where": list(index)},
+    )

@@ -1,0 +1,49 @@
+"""Probes: what is observed of a learner's code on one case.
+
+A probe is called as ``probe(fn, *args, **kwargs)``, where ``fn`` is the learner's code (already
+sandboxed) or the reference, and returns what is compared. The same probe runs the reference
+in the oracle and the learner's code in the runner, so both are observed in the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The output of the call."""
+    return fn(*args, **kwargs)
+
+
+class NotDifferentiable(Exception):
+    """The learner's output is not connected to the inputs' autograd graph."""
+
+
+def with_grad(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
+    """The output and the gradients of sum(output * w) for a fixed weighting w, per float input.
+
+    w[i] = sin(1.7 i + 0.3) weights every output element differently, so a gradient that is
+    wrong anywhere shows.
+    """
+    names = [f"arg{i}" for i in range(len(args))]
+    inputs = [a.detach().clone().requires_grad_(True) if _is_float(a) else a for a in args]
+    out = fn(*inputs, **kwargs)
+    leaves = [(n, t) for n, t in zip(names, inputs) if _is_float(t)]
+    if type(out) is not torch.Tensor or not out.requires_grad:
+        raise NotDifferentiable(
+            "your output is not connected to the inputs' autograd graph (did you use .detach(), "
+            ".item(), .numpy() or build it with torch.tensor(...)?)"
+        )
+    w = torch.sin(torch.arange(out.numel(), dtype=out.dtype, device=out.device) * 1.7 + 0.3).reshape(out.shape)
+    grads = torch.autograd.grad((out * w).sum(), [t for _, t in leaves], allow_unused=True)
+    result = {"output": out.detach()}
+    for (name, t), g in zip(leaves, grads):
+        result[f"gradient w.r.t. {name}"] = torch.zeros_like(t) if g is None else g
+    return result
+
+
+def _is_float(x: Any) -> bool:
+    return type(x) is torch.Tensor and x.is_floating_point()

@@ -1,0 +1,108 @@
+"""The result of a check and how it reads: as text in a terminal, as HTML in Jupyter."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Failure:
+    """The failing case shown to the learner: what went in, what was wrong, what to try."""
+
+    group: str
+    inputs: str
+    message: str
+    symptom: str
+    hint: str = ""
+    device: str = "cpu"
+    where: str = ""
+
+
+@dataclass
+class Result:
+    """Outcome of ``check``: ``score`` points out of ``max_score``; ``passed`` when every case passed."""
+
+    exercise: str
+    title: str
+    score: float
+    max_score: float
+    cases: int
+    passed_cases: int
+    groups: list[tuple[str, int, int]] = field(default_factory=list)  # (group, passed, total)
+    failures: list[Failure] = field(default_factory=list)
+    status: str = "checked"  # checked | not_implemented | missing | forbidden | error
+    note: str = ""
+    hidden_cases: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "checked" and self.passed_cases == self.cases and self.cases > 0
+
+    @property
+    def points(self) -> float:
+        """The score as a plain float, the last expression of an nbgrader test cell."""
+        return round(float(self.score), 4)
+
+    @property
+    def message(self) -> str:
+        """One line for tables and the JSON report."""
+        if self.passed:
+            return f"all {self.cases} cases passed"
+        if self.status in ("not_implemented", "missing", "error") or not self.failures:
+            return self.note or self.status
+        f = self.failures[0]
+        return f"[{f.group}] {f.message}"
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.exercise, "score": self.points, "max_score": self.max_score,
+            "passed": self.passed, "message": self.message, "status": self.status,
+            "cases": self.cases, "passed_cases": self.passed_cases,
+        }
+
+    # -- rendering -------------------------------------------------------------------------
+    def headline(self) -> str:
+        mark = "PASSED" if self.passed else "NOT YET"
+        return f"{mark}  {self.exercise}: {self.points:g}/{self.max_score:g} points, {self.passed_cases}/{self.cases} cases"
+
+    def __str__(self) -> str:
+        lines = [self.headline()]
+        if self.note:
+            lines.append(f"  {self.note}")
+        lines += [f"  {g:<14} {p}/{t}" for g, p, t in self.groups]
+        if self.failures:
+            f = self.failures[0]
+            lines += ["", f"First failing case ({f.group}, on {f.device}):", f"  inputs:  {f.inputs}", f"  problem: {f.message}"]
+            if f.where:
+                lines.append(f"  where:   {f.where}")
+            if f.hint:
+                lines.append(f"  hint:    {f.hint}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.passed else "#b35900"
+        rows = "".join(
+            f"<tr><td>{html.escape(g)}</td><td style='text-align:right'>{p}/{t}</td></tr>" for g, p, t in self.groups
+        )
+        parts = [
+            f"<div style='border-left:4px solid {colour};padding:4px 10px;font-family:sans-serif'>",
+            f"<b style='color:{colour}'>{html.escape(self.headline())}</b>",
+        ]
+        if self.note:
+            parts.append(f"<div>{html.escape(self.note)}</div>")
+        parts.append(f"<table style='font-size:90%'>{rows}</table>")
+        if self.failures:
+            f = self.failures[0]
+            parts.append(
+                f"<div><b>First failing case</b> ({html.escape(f.group)}, on {html.escape(f.device)})<br>"
+                f"<code>{html.escape(f.inputs)}</code><br>{html.escape(f.message)}"
+                + (f"<br><i>at {html.escape(f.where)}</i>" if f.where else "")
+                + (f"<br><b>Hint:</b> {html.escape(f.hint)}" if f.hint else "")
+                + "</div>"
+            )
+        parts.append("</div>")
+        return "".join(parts)

@@ -1,0 +1,147 @@
+"""Forbidden built-ins: switched off while a learner's code runs, with a clear message.
+
+Names are dotted paths ("torch.cdist", "torch.Tensor.softmax", "torch.nn.Conv2d",
+"numpy.broadcast_shapes", "minidl.broadcasting.softmax"), an ATen operator ("aten::_softmax"),
+or a path ending in "*" for every attribute with that prefix ("torch.rnn_tanh*"). Three
+mechanisms cover the ways Python can reach a function:
+
+- a ``TorchFunctionMode`` sees every call of PyTorch's public API, including Tensor methods,
+  ``torch.ops.aten.*`` and aliases bound earlier (``from torch import cdist as d``), and
+  refuses the forbidden ones by identity;
+- a plain Python function (``torch.broadcast_shapes``, numpy's helpers, minidl's references,
+  a module class's ``forward``) has its code object swapped, so aliases reach the refusal too;
+- anything else (a C-level function outside PyTorch) is replaced on its module.
+
+A refusal raises ``ForbiddenCall`` and is also recorded, so learner code that swallows the
+exception with a broad ``except`` is still caught.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import types
+from collections.abc import Iterable
+from typing import Any
+
+from torch.overrides import TorchFunctionMode
+
+
+class ForbiddenCall(Exception):
+    """Raised when learner code calls a built-in the exercise asks them to build themselves."""
+
+    def __init__(self, name: str):
+        super().__init__(f"{name} is off-limits in this exercise: build it yourself from simpler operations")
+        self.name = name
+
+
+# What the active sandboxes have refused; read and cleared by ``Sandbox.__exit__``.
+_hits: list[str] = []
+
+
+def refuse(name: str) -> None:
+    _hits.append(name)
+    raise ForbiddenCall(name)
+
+
+def resolve(name: str) -> list[tuple[str, Any, Any, str]]:
+    """(name, owner, object, attribute) for a dotted name; several for a trailing '*'."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:cut]))
+            break
+        except ImportError:
+            continue
+    else:
+        return []
+    rest = parts[cut:]
+    if not rest:
+        return []
+    for part in rest[:-1]:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return []
+    last = rest[-1]
+    attrs = fnmatch.filter(dir(owner), last) if "*" in last else [last]
+    found = []
+    for attr in attrs:
+        obj = getattr(owner, attr, None)
+        if obj is not None:
+            label = name if "*" not in last else ".".join(parts[:-1] + [attr])
+            found.append((label, owner, obj, attr))
+    return found
+
+
+def _refusing_code(name: str) -> types.CodeType:
+    """A code object that refuses; it runs with the target's globals, so it imports what it needs."""
+    source = (
+        "def refused(*args, **kwargs):\n"
+        f"    __import__('autograder.sandbox').sandbox.refuse({name!r})\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<forbidden {name}>", "exec"), namespace)
+    return namespace["refused"].__code__
+
+
+class _Refuse(TorchFunctionMode):
+    def __init__(self, by_id: dict[int, str], ops: set[str]):
+        super().__init__()
+        self.by_id, self.ops = by_id, ops
+
+    def __torch_function__(self, func, types_, args=(), kwargs=None):
+        name = self.by_id.get(id(func))
+        if name is None and self.ops:
+            op = getattr(func, "_qualified_op_name", None) or getattr(getattr(func, "_schema", None), "name", None)
+            if op in self.ops:
+                name = f"torch.ops.{op.replace('::', '.')}"
+        if name is not None:
+            refuse(name)
+        return func(*args, **(kwargs or {}))
+
+
+class Sandbox:
+    """``with Sandbox(names): learner_fn(...)`` refuses the named built-ins inside the block."""
+
+    def __init__(self, names: Iterable[str]):
+        self.names = tuple(names)
+        self.ops = {n for n in self.names if "::" in n}
+        self.targets = [t for n in self.names if "::" not in n for t in resolve(n)]
+        self.by_id = {id(obj): label for label, _, obj, _ in self.targets}
+        self.hits: list[str] = []
+        self._undo: list[tuple] = []
+
+    def __enter__(self) -> Sandbox:
+        _hits.clear()
+        for label, owner, obj, attr in self.targets:
+            func = obj.__dict__.get("forward") if isinstance(obj, type) else obj
+            if isinstance(func, types.FunctionType) and not func.__code__.co_freevars:
+                self._undo.append(("code", func, func.__code__))
+                func.__code__ = _refusing_code(label)
+                continue
+            if isinstance(owner, types.ModuleType) and not isinstance(obj, types.BuiltinFunctionType | type):
+                continue  # reached through the torch-function mode below
+            if isinstance(owner, types.ModuleType):
+                self._undo.append(("attr", owner, attr, obj))
+                setattr(owner, attr, _refuser(label))
+        self._mode = _Refuse(self.by_id, self.ops)
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
+        for entry in reversed(self._undo):
+            if entry[0] == "code":
+                entry[1].__code__ = entry[2]
+            else:
+                setattr(entry[1], entry[2], entry[3])
+        self._undo.clear()
+        self.hits = list(dict.fromkeys(_hits))
+        _hits.clear()
+
+
+def _refuser(name: str):
+    def refused(*args: Any, **kwargs: Any) -> None:
+        refuse(name)
+
+    return refused
