@@ -52,11 +52,32 @@ def check(exercise_id: str, fn: Any = None, hidden: bool = False) -> Result:
             expected += more["expected"]
     except Exception as e:  # the course's fault, never the learner's: say so, quietly
         return _empty(exercise_id, "error", f"grader error (not your fault): {e}", exercise.points, exercise.title)
-    return run_and_judge(exercise, fn, cases, expected, hidden_from)
+    result = run_and_judge(exercise, fn, cases, expected, hidden_from)
+    if hidden:
+        show(result)  # the cell's last expression is the number nbgrader records; show the report too
+    return result
+
+
+def show(result: Result) -> None:
+    """Display the report in a notebook (hidden cases are counted in it, never shown)."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(result)
 
 
 def run_and_judge(exercise, fn, cases, expected, hidden_from=None) -> Result:
-    """Run every case (stopping early when the code is unimplemented or forbidden), then judge."""
+    """Run every case on ``fn`` here, then judge against ``expected``."""
+    got, ratios = run_cases(exercise, fn, cases)
+    return judge(exercise, cases, expected, got, ratios, hidden_from)
+
+
+def run_cases(exercise, fn, cases) -> tuple[list[dict], dict[int, float]]:
+    """Plain outputs of ``fn`` on every case (stopping early when it is unimplemented or
+    forbidden), and the time ratios of the speed cases."""
     got, ratios = [], {}
     for i, case in enumerate(cases):
         out = run_case(exercise, fn, case)
@@ -66,4 +87,4 @@ def run_and_judge(exercise, fn, cases, expected, hidden_from=None) -> Result:
             break
         if exercise.group(case.group).speed and out["kind"] not in ("raised", "timeout"):
             ratios[i] = time_ratio(exercise, fn, case)
-    return judge(exercise, cases, expected, got, ratios, hidden_from)
+    return got, ratios

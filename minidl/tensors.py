@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -44,10 +45,7 @@ def to_device(obj: Any, device: torch.device | str) -> Any:
     if isinstance(obj, torch.Tensor):
         return obj.to(device)
     if isinstance(obj, dict):
-        moved = type(obj).__new__(type(obj))
-        moved.__dict__.update(getattr(obj, "__dict__", {}))  # e.g. a defaultdict's factory
-        if hasattr(obj, "default_factory"):
-            moved.default_factory = obj.default_factory
+        moved = copy.copy(obj)  # the same type, with its extras (a defaultdict's factory)
         for key, value in obj.items():
             moved[key] = to_device(value, device)
         return moved

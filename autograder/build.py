@@ -1,0 +1,173 @@
+"""Build the notebooks from the one source of truth, the instructor notebooks in course/source.
+
+    python -m autograder.build            stamp course/source/*/*.ipynb in place
+    python -m autograder.build --check    fail if a notebook is not stamped, clean and valid
+    python -m autograder.build lessons    also regenerate lessons/ with nbgrader generate_assignment
+
+Stamping fills the cells marked in their metadata (``{"minidl": {"role": ...}}``) from the
+catalogue and pyproject.toml: the "Open in Colab" badge, the set-up cell, and one test cell per
+exercise (its check call, hidden-test block and nbgrader points). It also clears outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+import nbformat
+
+from .catalog import EXERCISES, LESSONS
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "course" / "source"
+LESSONS_DIR = ROOT / "lessons"
+
+
+def repository() -> str:
+    """The repository address, set in one place: pyproject.toml's [project.urls] Repository."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["urls"]["Repository"].rstrip("/")
+
+
+def badge(key: str) -> str:
+    repo = repository().removeprefix("https://github.com/")
+    title = LESSONS[key].title if key in LESSONS else key
+    return (
+        f"# {key[:2]} · {title}\n\n"
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"(https://colab.research.google.com/github/{repo}/blob/main/lessons/{key}.ipynb)"
+    )
+
+
+def setup() -> str:
+    return (
+        "# Set-up: run this cell first. In Colab it installs the course package (about a minute).\n"
+        "import subprocess, sys\n"
+        "if \"google.colab\" in sys.modules:\n"
+        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"minidl @ git+{repository()}\"], check=True)\n"
+        "\n"
+        "import torch\n"
+        "from autograder import check\n"
+        "from minidl.device import default_device, seed_everything\n"
+        "\n"
+        "device = default_device()\n"
+        "seed_everything(0)\n"
+        "print(f\"torch {torch.__version__}, computing on {device}\")"
+    )
+
+
+def test_cell(exercise_id: str) -> str:
+    e = EXERCISES[exercise_id]
+    return (
+        f"# Check your {e.name} ({e.points:g} points). Run this cell; the report says what to fix.\n"
+        f"check(\"{e.id}\", {e.name})\n"
+        "### BEGIN HIDDEN TESTS\n"
+        f"check(\"{e.id}\", {e.name}, hidden=True).points\n"
+        "### END HIDDEN TESTS"
+    )
+
+
+def stamp(nb: nbformat.NotebookNode, key: str) -> nbformat.NotebookNode:
+    """Fill the stamped cells of ``nb`` (lesson ``key``), clear outputs, set the metadata."""
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["minidl"] = {"lesson": key}
+    for cell in nb.cells:
+        role = cell.metadata.get("minidl", {}).get("role")
+        if role == "badge":
+            cell.source = badge(key)
+        elif role == "setup":
+            cell.source = setup()
+        elif role == "test":
+            eid = cell.metadata["minidl"]["exercise"]
+            cell.source = test_cell(eid)
+            cell.metadata["nbgrader"] = {
+                "grade": True, "grade_id": f"test_{EXERCISES[eid].name}", "locked": True,
+                "points": EXERCISES[eid].points, "schema_version": 3, "solution": False, "task": False,
+            }
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.pop("id", None)
+    nbformat.validator.normalize(nb)
+    return nb
+
+
+def source_notebooks() -> list[tuple[str, pathlib.Path]]:
+    return [(p.parent.name, p) for p in sorted(SOURCE.glob("*/*.ipynb")) if p.stem == p.parent.name]
+
+
+def dumps(nb: nbformat.NotebookNode) -> str:
+    text = nbformat.writes(nb, version=4)
+    return text if text.endswith("\n") else text + "\n"
+
+
+def stamp_all(check_only: bool = False) -> list[str]:
+    """Stamp every source notebook; return the ones that changed (or would change)."""
+    stale = []
+    for key, path in source_notebooks():
+        text = path.read_text()
+        nb = nbformat.reads(text, as_version=4)
+        nb.nbformat_minor = 4  # stable: no cell ids, which nbgrader 0.9 does not keep
+        new = dumps(stamp(nb, key))
+        nbformat.validate(nbformat.reads(new, as_version=4))
+        if new != text:
+            stale.append(str(path.relative_to(ROOT)))
+            if not check_only:
+                path.write_text(new)
+    return stale
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for nbgrader's commands: this interpreter's bin first on PATH, because
+    creating a gradebook shells out to ``alembic``."""
+    bin_dir = str(pathlib.Path(sys.executable).parent)
+    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+
+
+def generate_lessons(out: pathlib.Path = LESSONS_DIR) -> list[pathlib.Path]:
+    """Run ``nbgrader generate_assignment`` on every lesson (in a scratch copy of the course)
+    and copy the student editions to ``out``."""
+    written = []
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        course = pathlib.Path(tmp, "course")
+        shutil.copytree(ROOT / "course", course, ignore=shutil.ignore_patterns("release", "submitted", "autograded",
+                                                                                 "feedback", "*.db", ".ipynb_checkpoints"))
+        for key, _ in source_notebooks():
+            subprocess.run(
+                [sys.executable, "-m", "nbgrader", "generate_assignment", key, "--force", "--log-level=ERROR"],
+                cwd=course, check=True, capture_output=True, text=True, env=tool_env(),
+            )
+            student = course / "release" / key / f"{key}.ipynb"
+            nb = nbformat.read(student, as_version=4)
+            target = out / f"{key}.ipynb"
+            target.write_text(dumps(nb))
+            written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m autograder.build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", nargs="?", choices=["stamp", "lessons"], default="stamp")
+    parser.add_argument("--check", action="store_true", help="only report notebooks that are not up to date")
+    args = parser.parse_args(argv)
+    stale = stamp_all(check_only=args.check)
+    for path in stale:
+        print(f"{'stale' if args.check else 'stamped'}: {path}")
+    if args.check:
+        return 1 if stale else 0
+    if args.what == "lessons":
+        for path in generate_lessons():
+            print(f"student edition: {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmarks: minidl's references against PyTorch's built-ins, measured in the same run."""

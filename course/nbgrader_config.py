@@ -1,0 +1,37 @@
+"""nbgrader configuration for the minidl course (read by every nbgrader command run in course/)."""
+
+import os
+import pathlib
+
+c = get_config()  # noqa: F821 (provided by nbgrader)
+
+here = pathlib.Path(__file__).resolve().parent
+c.CourseDirectory.root = str(here)
+c.CourseDirectory.course_id = "minidl"
+
+# Per-cell time limit: training cells and the checks (which start a reference process) need
+# more than nbgrader's default 30 s on a 2-core CPU. A cell that runs past it is interrupted.
+c.ExecutePreprocessor.timeout = 300
+c.ExecutePreprocessor.interrupt_on_timeout = True
+
+# Student code must not be able to fill the gradebook with megabytes of output.
+c.LimitOutput.max_lines = 1000
+c.LimitOutput.max_traceback = 100
+
+# Feedback shows the public report of each check, never the hidden tests' source.
+c.ClearHiddenTests.enforce_metadata = True
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "nbgrader.preprocessors.ClearHiddenTests",
+]
+
+# nbgrader zeroes a test cell that writes anything to stderr. Keep framework noise (warnings,
+# progress bars) out of the kernels it starts; the checks themselves never write to stderr.
+os.environ.setdefault("PYTHONWARNINGS", "ignore")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+# The instructor's secret seed for hidden cases lives outside the repository (see README).
+secret_file = here / ".autograder_secret"
+if secret_file.exists() and "AUTOGRADER_SECRET" not in os.environ:
+    os.environ["AUTOGRADER_SECRET_FILE"] = str(secret_file)
