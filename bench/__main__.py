@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import pathlib
 import sys
 import time
@@ -28,7 +29,7 @@ def notebook_seconds(path: pathlib.Path) -> float:
     start = time.perf_counter()
     client = NotebookClient(nb, timeout=600, allow_errors=False, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
-    with client.setup_kernel(env=env):
+    with client.setup_kernel(env=env, stderr=subprocess.DEVNULL):
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)
     return time.perf_counter() - start
