@@ -1,8 +1,10 @@
 """Probes: what is observed of a learner's code on one case.
 
-A probe is called as ``probe(fn, *args, **kwargs)``, where ``fn`` is the learner's code (already
-sandboxed) or the reference, and returns what is compared. The same probe runs the reference
-in the oracle and the learner's code in the runner, so both are observed in the same way.
+A probe is called as ``probe(fn, *args, **kwargs)``, where ``fn`` is the learner's function or
+class, or the reference, and returns what is compared. The same probe runs the reference in the
+oracle and the learner's code in the runner, so both are observed in the same way. Every call
+into ``fn`` (or into an object it made) happens inside ``learner_code()``, where the runner
+switches the exercise's forbidden built-ins off.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ from typing import Any
 
 import torch
 
+from .sandbox import learner_code
+
 
 def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """The output of the call."""
-    return fn(*args, **kwargs)
+    with learner_code():
+        return fn(*args, **kwargs)
 
 
 class NotDifferentiable(Exception):
@@ -30,7 +35,8 @@ def with_grad(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
     """
     names = [f"arg{i}" for i in range(len(args))]
     inputs = [a.detach().clone().requires_grad_(True) if _is_float(a) else a for a in args]
-    out = fn(*inputs, **kwargs)
+    with learner_code():
+        out = fn(*inputs, **kwargs)
     leaves = [(n, t) for n, t in zip(names, inputs) if _is_float(t)]
     if type(out) is not torch.Tensor or not out.requires_grad:
         raise NotDifferentiable(

@@ -22,7 +22,7 @@ import torch
 
 from .exercise import Case, Exercise
 from .plain import plain, raised
-from .sandbox import ForbiddenCall, Sandbox
+from .sandbox import ForbiddenCall, Sandbox, armed
 
 CASE_SECONDS = 20.0
 
@@ -75,17 +75,12 @@ def learner_frame(exc: BaseException) -> str:
 def run_case(exercise: Exercise, fn: Any, case: Case, seconds: float = CASE_SECONDS) -> dict:
     """Run one case; return the plain tree of the output, of the exception, or of the refusal."""
     sandbox = Sandbox(exercise.forbidden_names())
-
-    def learner(*args: Any, **kwargs: Any) -> Any:
-        with sandbox:
-            return fn(*args, **kwargs)
-
     probe = exercise.probe_for(case.group)
     args, kwargs = copy.deepcopy((case.args, case.kwargs))
     hits: list[str] = []
     try:
-        with quiet(), time_limit(seconds):
-            out = probe(learner, *args, **kwargs)
+        with quiet(), time_limit(seconds), armed(sandbox):
+            out = probe(fn, *args, **kwargs)
             result = plain(out)
     except CaseTimeout:
         result = {"kind": "timeout", "seconds": seconds}

@@ -18,6 +18,7 @@ exception with a broad ``except`` is still caught.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import importlib
 import types
@@ -37,6 +38,8 @@ class ForbiddenCall(Exception):
 
 # What the active sandboxes have refused; read and cleared by ``Sandbox.__exit__``.
 _hits: list[str] = []
+# The sandbox of the case being graded (see ``armed`` and ``learner_code``).
+_armed: list[Sandbox] = []
 
 
 def refuse(name: str) -> None:
@@ -115,6 +118,8 @@ class Sandbox:
         _hits.clear()
         for label, owner, obj, attr in self.targets:
             func = obj.__dict__.get("forward") if isinstance(obj, type) else obj
+            while isinstance(func, types.FunctionType) and func.__code__.co_freevars and hasattr(func, "__wrapped__"):
+                func = func.__wrapped__  # a decorated function: refuse in the function it wraps
             if isinstance(func, types.FunctionType) and not func.__code__.co_freevars:
                 self._undo.append(("code", func, func.__code__))
                 func.__code__ = _refusing_code(label)
@@ -136,8 +141,33 @@ class Sandbox:
             else:
                 setattr(entry[1], entry[2], entry[3])
         self._undo.clear()
-        self.hits = list(dict.fromkeys(_hits))
+        self.hits = list(dict.fromkeys(self.hits + _hits))
         _hits.clear()
+
+
+@contextlib.contextmanager
+def armed(sandbox: Sandbox):
+    """Make ``sandbox`` the one ``learner_code()`` enters while a case is graded."""
+    _armed.append(sandbox)
+    try:
+        yield sandbox
+    finally:
+        _armed.pop()
+
+
+@contextlib.contextmanager
+def learner_code():
+    """Probes wrap every call into learner code in this (a function call, a constructor, a method).
+
+    While the runner grades a case, the forbidden built-ins are off inside the block; in the
+    oracle, where the reference runs, it does nothing. The probe's own work (autograd on the
+    output, gradcheck) stays outside the block and may use anything.
+    """
+    if not _armed:
+        yield
+        return
+    with _armed[-1]:
+        yield
 
 
 def _refuser(name: str):

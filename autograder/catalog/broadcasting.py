@@ -173,7 +173,7 @@ LESSON = Lesson(
                       hint="d[i, j] = sum_k (x[i, k] - y[j, k])^2: give x a new axis 1 and y a new axis 0."),
                 Group("edge cases", 1, dists_edges,
                       hint="Rounding in ||x||^2 + ||y||^2 - 2 x.y can go slightly below 0: clamp at 0."),
-                Group("speed", 1, dists_speed, speed=50.0,
+                Group("speed", 1, dists_speed, speed=200.0,
                       hint="Avoid Python loops over points: one broadcast expression or a matmul does all pairs."),
             ),
         ),

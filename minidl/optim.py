@@ -1,0 +1,84 @@
+"""Lesson 04: optimizers. SGD with momentum, Nesterov and weight decay; Adam with bias correction.
+
+Both subclass ``torch.optim.Optimizer`` only for its bookkeeping (``param_groups``, ``state``,
+``zero_grad``, ``state_dict``), so that PyTorch's learning-rate schedulers work with them; the
+update rules are written out in ``step``, in the notation of torch.optim's documentation
+(g_t gradient, theta parameters, lambda weight decay, mu momentum, gamma learning rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+
+class SGD(torch.optim.Optimizer):
+    """Stochastic gradient descent, as ``torch.optim.SGD`` (dampening 0). Per parameter, each step:
+
+        g_t = grad + lambda theta                     (weight decay: the gradient of lambda/2 ||theta||^2)
+        b_t = g_t if t = 1 else mu b_{t-1} + g_t      (momentum buffer; weight decay is already inside)
+        g_t = g_t + mu b_t  if nesterov  else  b_t    (when mu > 0)
+        theta_t = theta_{t-1} - gamma g_t
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        if nesterov and momentum <= 0:
+            raise ValueError("Nesterov momentum requires a momentum > 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov))
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if wd:
+                    g = g + wd * p
+                if mu:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = g.clone()
+                    else:
+                        state["momentum_buffer"].mul_(mu).add_(g)
+                    buf = state["momentum_buffer"]
+                    g = g + mu * buf if group["nesterov"] else buf
+                p.sub_(lr * g)
+
+
+class Adam(torch.optim.Optimizer):
+    """Adam, as ``torch.optim.Adam`` (L2 weight decay added to the gradient). Per parameter, step t:
+
+        g_t = grad + lambda theta
+        m_t = beta1 m_{t-1} + (1 - beta1) g_t            (first moment, m_0 = 0)
+        v_t = beta2 v_{t-1} + (1 - beta2) g_t^2          (second moment, v_0 = 0)
+        m^_t = m_t / (1 - beta1^t),  v^_t = v_t / (1 - beta2^t)   (bias correction: m_0 = v_0 = 0
+                                                                   pull early averages towards 0)
+        theta_t = theta_{t-1} - gamma m^_t / (sqrt(v^_t) + eps)
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad + wd * p if wd else p.grad
+                state = self.state[p]
+                if not state:
+                    state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                state["t"] += 1
+                t, m, v = state["t"], state["m"], state["v"]
+                m.mul_(beta1).add_((1 - beta1) * g)
+                v.mul_(beta2).add_((1 - beta2) * g * g)
+                m_hat = m / (1 - beta1**t)
+                v_hat = v / (1 - beta2**t)
+                p.sub_(lr * m_hat / (v_hat.sqrt() + eps))

