@@ -1,12 +1,13 @@
 """Build the notebooks from the one source of truth, the instructor notebooks in course/source.
 
-    python -m autograder.build            stamp course/source/*/*.ipynb in place
+    python -m autograder.build            stamp course/source/*/*.ipynb and README's catalogue in place
     python -m autograder.build --check    fail if a notebook is not stamped, clean and valid
     python -m autograder.build lessons    also regenerate lessons/ with nbgrader generate_assignment
 
 Stamping fills the cells marked in their metadata (``{"minidl": {"role": ...}}``) from the
 catalogue and pyproject.toml: the "Open in Colab" badge, the set-up cell, and one test cell per
-exercise (its check call, hidden-test block and nbgrader points). It also clears outputs.
+exercise (its check call, hidden-test block and nbgrader points). It also clears outputs, and
+writes the catalogue of exercises into README.md between its two catalogue markers.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from .catalog import EXERCISES, LESSONS
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "course" / "source"
 LESSONS_DIR = ROOT / "lessons"
+README = ROOT / "README.md"
+CATALOGUE_BEGIN = "<!-- catalogue: written by `make notebooks` from autograder/catalog; edit the declarations, not this -->"
+CATALOGUE_END = "<!-- end of catalogue -->"
 
 
 def repository() -> str:
@@ -108,9 +112,40 @@ def dumps(nb: nbformat.NotebookNode) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def catalogue() -> str:
+    """The exercise catalogue as Markdown: one table per lesson, from the declarations."""
+    parts = []
+    for lesson in LESSONS.values():
+        parts += [f"**{lesson.key[:2]} · {lesson.title}**: {lesson.builds}.", "",
+                  "| exercise | you build | signature | points | off-limits while checked |", "|---|---|---|---|---|"]
+        for e in lesson.exercises:
+            forbidden = ", ".join(f"`{n}`" for n in e.forbidden if "::" not in n) or "—"
+            cells = (f"`{e.id}`", e.builds, f"`{e.signature}`", f"{e.points:g}", forbidden)
+            parts.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        parts.append("")
+    return "\n".join(parts)
+
+
+def stamp_readme(text: str) -> str:
+    """README's text with the catalogue between its markers replaced by the current one."""
+    head, found, rest = text.partition(CATALOGUE_BEGIN)
+    if not found:
+        raise ValueError(f"README.md has no line {CATALOGUE_BEGIN!r}")
+    _, found, tail = rest.partition(CATALOGUE_END)
+    if not found:
+        raise ValueError(f"README.md has no line {CATALOGUE_END!r}")
+    return f"{head}{CATALOGUE_BEGIN}\n{catalogue()}{CATALOGUE_END}{tail}"
+
+
 def stamp_all(check_only: bool = False) -> list[str]:
-    """Stamp every source notebook; return the ones that changed (or would change)."""
+    """Stamp every source notebook and README's catalogue; return the files that changed (or would)."""
     stale = []
+    text = README.read_text()
+    new = stamp_readme(text)
+    if new != text:
+        stale.append(str(README.relative_to(ROOT)))
+        if not check_only:
+            README.write_text(new)
     for key, path in source_notebooks():
         text = path.read_text()
         nb = nbformat.reads(text, as_version=4)

@@ -31,6 +31,14 @@ def test_every_notebook_is_stamped_clean_and_valid():
                 assert cell.outputs == [] and cell.execution_count is None, f"{path} has outputs"
 
 
+def test_readme_catalogue_lists_every_exercise():
+    readme = (ROOT / "README.md").read_text()
+    assert build.stamp_readme(readme) == readme, "run `make notebooks`"
+    for lesson in LESSONS.values():
+        for exercise in lesson.exercises:
+            assert f"`{exercise.id}`" in readme
+
+
 def test_every_notebook_belongs_to_a_catalogued_lesson():
     assert KEYS and set(KEYS) <= set(LESSONS)
 

@@ -318,6 +318,7 @@ LESSON = Lesson(
             builds="reverse-mode differentiation of scalar expressions, with reused nodes",
             points=6,
             cpu_only=True,
+            forbidden=VALUE_FORBIDDEN,
             probe=value_probe,
             groups=(
                 Group("simple expressions", 2, value_simple,
