@@ -169,7 +169,9 @@ def topological_order(root: Value) -> list[Value]:
 def draw_graph(root: Value, names: dict[int, str] | None = None, ax=None):
     """Draw root's computation graph with matplotlib: one box per node, data and grad inside.
 
-    Nodes are placed in columns by depth (inputs on the left, the output on the right).
+    Interior nodes sit in columns by depth (the longest path from an input); each input sits just
+    left of its first use, so the output is on the right. An input used twice by the same node
+    gets two curved arrows, and an arrow that skips a column bends around the boxes in between.
     ``names`` maps id(node) to a label such as "a". Returns the matplotlib Axes.
     """
     import matplotlib.pyplot as plt
@@ -179,21 +181,50 @@ def draw_graph(root: Value, names: dict[int, str] | None = None, ax=None):
     depth: dict[int, int] = {}
     for node in order:                      # inputs come first, so their depth is known
         depth[id(node)] = 1 + max((depth[id(c)] for c in node._prev), default=-1)
+    first_use: dict[int, int] = {}
+    for node in order:                      # move each input just left of its first use
+        for child in node._prev:
+            if not child._prev:
+                first_use[id(child)] = min(first_use.get(id(child), depth[id(node)]), depth[id(node)])
+    depth.update({i: d - 1 for i, d in first_use.items()})
     columns: dict[int, list[Value]] = {}
     for node in order:
         columns.setdefault(depth[id(node)], []).append(node)
     pos = {id(n): (d, -i + (len(col) - 1) / 2) for d, col in columns.items() for i, n in enumerate(col)}
     if ax is None:
         _, ax = plt.subplots(figsize=(2.2 * len(columns) + 1, 1.3 * max(map(len, columns.values())) + 1))
+    boxes = {}
     for node in order:
         x, y = pos[id(node)]
-        for child in node._prev:
-            cx, cy = pos[id(child)]
-            ax.annotate("", (x - 0.32, y), (cx + 0.32, cy), arrowprops={"arrowstyle": "->", "color": "0.5"})
         label = names.get(id(node), node._op or "input")
-        ax.text(x, y, f"{label}\ndata {node.data:.3g}\ngrad {node.grad:.3g}", ha="center", va="center", fontsize=8,
-                bbox={"boxstyle": "round", "fc": "#e8f0fe" if node._prev else "#fff4d6", "ec": "0.4"})
-    ax.set_xlim(-0.6, len(columns) - 0.4)
+        text = ax.text(x, y, f"{label}\ndata {node.data:.3g}\ngrad {node.grad:.3g}", ha="center", va="center",
+                       fontsize=8, zorder=3,
+                       bbox={"boxstyle": "round", "fc": "#e8f0fe" if node._prev else "#fff4d6", "ec": "0.4"})
+        boxes[id(node)] = text.get_bbox_patch()
+    def blocked(a: tuple[float, float], b: tuple[float, float], rad: float) -> bool:
+        """Whether the arc from a to b (arc3 with this rad, in inches) runs through another box."""
+        (ax_, ay), (bx, by) = (a[0] * 2.2, a[1] * 1.3), (b[0] * 2.2, b[1] * 1.3)
+        mx, my = (ax_ + bx) / 2 + rad * (by - ay), (ay + by) / 2 - rad * (bx - ax_)
+        for t in (i / 20 for i in range(2, 19)):
+            px = (1 - t) ** 2 * ax_ + 2 * t * (1 - t) * mx + t**2 * bx
+            py = (1 - t) ** 2 * ay + 2 * t * (1 - t) * my + t**2 * by
+            if any(abs(px - 2.2 * qx) < 0.5 and abs(py - 1.3 * qy) < 0.4
+                   for q, (qx, qy) in pos.items() if (qx, qy) not in (a, b)):
+                return True
+        return False
+
+    for node in order:
+        for k, child in enumerate(node._prev):
+            a, b = pos[id(child)], pos[id(node)]
+            if node._prev.count(child) > 1:         # the same input twice: one arc above, one below
+                rad = 0.3 if node._prev[:k].count(child) % 2 == 0 else -0.3
+            else:
+                rad = next((r for r in (0.0, -0.3, 0.3, -0.6, 0.6) if not blocked(a, b, r)), 0.3)
+            ax.annotate("", b, a, zorder=4,
+                        arrowprops={"arrowstyle": "-|>", "color": "0.45", "mutation_scale": 12,
+                                    "patchA": boxes[id(child)], "patchB": boxes[id(node)],
+                                    "connectionstyle": f"arc3,rad={rad}"})
+    ax.set_xlim(-0.6, max(columns) + 0.6)
     ys = [y for _, y in pos.values()]
     ax.set_ylim(min(ys) - 0.7, max(ys) + 0.7)
     ax.axis("off")
@@ -209,12 +240,12 @@ def numerical_grad(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, e
     ``x`` is left unchanged.
     """
     x = x.detach()
-    grad = torch.empty_like(x)
+    grad = torch.empty(x.shape, dtype=x.dtype, device=x.device)    # contiguous, whatever x's strides
     flat = grad.view(-1)
     for i in range(x.numel()):
-        step = torch.zeros_like(x).view(-1)
+        step = torch.zeros(x.numel(), dtype=x.dtype, device=x.device)
         step[i] = eps
-        step = step.view_as(x)
+        step = step.view(x.shape)
         flat[i] = (f(x + step) - f(x - step)) / (2 * eps)
     return grad
 

@@ -188,3 +188,23 @@ def test_references_on_cuda():
     assert all(t.device.type == "cuda" for t in linear_backward(x, w, b, g))
     assert SiLU.apply(x).device.type == "cuda"
     assert numerical_grad(lambda t: (t * t).sum(), x.double()).device.type == "cuda"
+
+
+def test_numerical_grad_accepts_a_non_contiguous_x():
+    x = torch.randn(3, 2, dtype=f64).T                  # a transposed view: strides (1, 2)
+    got = numerical_grad(lambda t: (t * t * torch.arange(6.0, dtype=f64).reshape(2, 3)).sum(), x)
+    torch.testing.assert_close(got, 2 * x * torch.arange(6.0, dtype=f64).reshape(2, 3))
+
+
+def test_draw_graph_draws_one_arrow_per_use_of_a_reused_node():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    a = Value(0.7)
+    t = a.tanh()
+    out = t * t + t                                     # t is used three times
+    out.backward()
+    ax = draw_graph(out, {id(a): "a"})
+    arrows = [text for text in ax.texts if not text.get_text()]
+    assert len(arrows) == 1 + 2 + 2                     # a->tanh, tanh->* twice, tanh->+, *->+
+    assert len({text.arrow_patch.get_connectionstyle().rad for text in arrows[1:3]}) == 2   # two distinct arcs

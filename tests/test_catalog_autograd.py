@@ -110,6 +110,7 @@ def test_value_that_overwrites_instead_of_accumulating_fails_naming_it():
     assert not result.passed
     assert result.failures[0].group == "reused nodes"
     assert "accumulat" in failure_text(result)
+    assert "b = a + a" in str(result)                  # the smallest failing case is the issue's example
 
 
 def test_value_whose_second_backward_differs_fails_naming_it():
@@ -203,6 +204,23 @@ def linear_backward_einsum(x, w, b, grad_out):
 
 def test_linear_backward_alternative_passes():
     result = check("autograd.linear_backward", linear_backward_einsum)
+    assert result.passed, str(result)
+
+
+def linear_backward_loops_in_float64(x, w, b, grad_out):
+    """One batch row at a time, accumulated in float64, cast back at the end."""
+    xs, gs = x.double().reshape(-1, w.shape[1]), grad_out.double().reshape(-1, w.shape[0])
+    grad_w = torch.zeros(w.shape, dtype=torch.float64, device=w.device)
+    grad_b = torch.zeros(b.shape, dtype=torch.float64, device=b.device)
+    for row_x, row_g in zip(xs, gs):
+        grad_w += torch.outer(row_g, row_x)
+        grad_b += row_g
+    grad_x = (gs @ w.double()).reshape(x.shape)
+    return grad_x.to(x.dtype), grad_w.to(w.dtype), grad_b.to(b.dtype)
+
+
+def test_linear_backward_with_loops_in_float64_passes():
+    result = check("autograd.linear_backward", linear_backward_loops_in_float64)
     assert result.passed, str(result)
 
 
