@@ -67,23 +67,26 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
            stride: IntPair = 1, padding: IntPair = 0, dilation: IntPair = 1) -> torch.Tensor:
     """x: [B, C, H, W], weight: [O, C, kh, kw], bias: [O] or None -> [B, O, Ho, Wo], as F.conv2d.
 
-    Cross-correlation (the kernel is not flipped), by im2col and one (batched) matmul:
-      cols[b, (c, u, v), (i, j)] = x_pad[b, c, i*sh + u*dh, j*sw + v*dw]
-      out[b, o, (i, j)] = sum_{(c, u, v)} w[o, (c, u, v)] * cols[b, (c, u, v), (i, j)] + bias[o]
-    with Ho = conv_output_size(H, kh, sh, ph, dh) and the same for Wo. Keeping (i, j) last
-    makes the copy into ``cols`` read rows of x, and the product comes out as [B, O, Ho*Wo].
+    Cross-correlation (the kernel is not flipped), by im2col and one matmul:
+      cols[(c, u, v), (b, i, j)] = x_pad[b, c, i*sh + u*dh, j*sw + v*dw]          [C*kh*kw, B*Ho*Wo]
+      out[o, (b, i, j)] = sum_{(c, u, v)} w[o, (c, u, v)] * cols[(c, u, v), (b, i, j)] + bias[o]
+    with Ho = conv_output_size(H, kh, sh, ph, dh) and the same for Wo. The rows of ``cols`` for
+    one kernel tap (u, v) are a single strided slice of the padded batch (shifted by (u*dh, v*dw),
+    every sh-th row and sw-th column), so the loop runs over the kh*kw taps, never over output
+    positions. Putting the batch into the matmul's columns makes forward and backward one large
+    matrix product each, and the backward of the slices adds each tap's gradient back in place.
     """
-    stride, padding, dilation = pair(stride), pair(padding), pair(dilation)
+    (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
     O, C, kh, kw = weight.shape
-    ph, pw = padding
-    xp = F.pad(x, (pw, pw, ph, ph))                               # pads W first, then H
-    win = windows(xp, (kh, kw), stride, dilation)                 # [B, C, Ho, Wo, kh, kw]
-    B, _, Ho, Wo = win.shape[:4]
-    cols = win.permute(0, 1, 4, 5, 2, 3).reshape(B, C * kh * kw, Ho * Wo)
-    out = weight.reshape(O, C * kh * kw) @ cols                   # the one matmul: [B, O, Ho*Wo]
-    if bias is not None:
-        out = out + bias.view(O, 1)
-    return out.view(B, O, Ho, Wo)
+    B, _, H, W = x.shape
+    Ho, Wo = conv_output_size(H, kh, sh, ph, dh), conv_output_size(W, kw, sw, pw, dw)
+    xp = F.pad(x, (pw, pw, ph, ph)).transpose(0, 1)               # [C, B, H + 2ph, W + 2pw]; pads W first
+    taps = [xp[:, :, u * dh: u * dh + (Ho - 1) * sh + 1: sh, v * dw: v * dw + (Wo - 1) * sw + 1: sw]
+            for u in range(kh) for v in range(kw)]                # kh*kw slices, each [C, B, Ho, Wo]
+    cols = torch.stack(taps, dim=1).reshape(C * kh * kw, B * Ho * Wo)
+    w = weight.reshape(O, C * kh * kw)
+    out = w @ cols if bias is None else torch.addmm(bias.view(O, 1), w, cols)   # the one matmul: [O, B*Ho*Wo]
+    return out.view(O, B, Ho, Wo).transpose(0, 1).contiguous()    # [B, O, Ho, Wo]
 
 
 def max_pool2d(x: torch.Tensor, kernel_size: IntPair, stride: IntPair | None = None,
