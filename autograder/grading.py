@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,7 @@ import torch
 
 from . import notebook, oracle
 from .catalog import LESSONS
+from .confine import Confinement, release, sandbox_user
 from .judge import judge
 from .report import Result
 
@@ -25,11 +28,21 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @dataclass
 class Limits:
-    """Time limits (seconds): per notebook cell, for the whole notebook, per exercise's worker."""
+    """What learner code may use. Seconds: per notebook cell, for the whole notebook, per
+    exercise's worker; memory (address space) in MB for the kernel and for each worker;
+    processes and threads the learner's code may start."""
 
     cell: float = 120
     notebook: float = 900
     exercise: float = 300
+    memory: int = 8192
+    processes: int = 256
+
+    def kernel(self) -> Confinement:
+        return Confinement(memory=self.memory, cpu=int(2 * self.notebook) + 60, processes=self.processes)
+
+    def worker(self) -> Confinement:
+        return Confinement(memory=self.memory, cpu=int(2 * self.exercise) + 30, processes=self.processes)
 
 
 @dataclass
@@ -72,8 +85,19 @@ def zero(exercise, status: str, note: str) -> Result:
     return Result(exercise.id, exercise.title, 0.0, exercise.points, 0, 0, status=status, note=note)
 
 
-def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden: bool | None = None) -> Report:
-    """Grade one notebook; every exercise of its lesson gets a result, whatever happens."""
+def expected_values(key: str, hidden: bool) -> tuple[dict, dict]:
+    """Public and (when ``hidden``) hidden cases with the reference's outputs for lesson ``key``,
+    from a clean process. The public ones come from the user's cache only when learner code runs
+    as another user (see confine.py), since a learner running as this user could rewrite it."""
+    ids = [e.id for e in LESSONS[key].exercises]
+    data = oracle.cases_and_expected(ids, use_cache=sandbox_user() is not None)
+    return data, oracle.cases_and_expected(ids, hidden=True) if hidden else {}
+
+
+def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden: bool | None = None,
+                   expected: tuple[dict, dict] | None = None) -> Report:
+    """Grade one notebook; every exercise of its lesson gets a result, whatever happens.
+    ``expected`` is what ``expected_values`` returns, when the caller has it already (batch)."""
     limits = limits or Limits()
     path = pathlib.Path(path)
     hidden = oracle.read_secret() is not None if hidden is None else hidden
@@ -89,14 +113,16 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
     if nb is None:
         report.results = [zero(e, "error", "the notebook could not be read") for e in exercises]
         return report
-    with tempfile.TemporaryDirectory(prefix="minidl-grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="minidl-grade-", ignore_cleanup_errors=True) as tmp:
         tmp = pathlib.Path(tmp)
-        run = notebook.execute(nb, [e.name for e in exercises], path.resolve().parent, tmp / "defs",
-                               limits.cell, limits.notebook)
+        os.chmod(tmp, 0o711)  # learner processes may reach their own folder, not list others'
+        scratch = tmp / secrets.token_hex(12)
+        scratch.mkdir()
+        run = notebook.execute(nb, [e.name for e in exercises], scratch, limits.cell, limits.notebook,
+                               limits.kernel())
         report.problems += run.problems
         report.seconds = run.seconds
-        data = oracle.cases_and_expected([e.id for e in exercises], use_cache=False)
-        secret = oracle.cases_and_expected([e.id for e in exercises], hidden=True) if hidden else {}
+        data, secret = expected_values(key, hidden) if expected is None else expected
         for exercise in exercises:
             state = run.definitions.get(exercise.name, "missing")
             if state != "ok":
@@ -110,31 +136,71 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
                 hidden_from = len(cases)
                 cases += secret[exercise.id]["cases"]
                 expected += secret[exercise.id]["expected"]
-            report.results.append(check_in_worker(exercise, tmp / "defs" / f"{exercise.name}.pkl",
-                                                  cases, expected, hidden_from, tmp, limits.exercise))
+            report.results.append(check_in_worker(exercise, scratch / "defs" / f"{exercise.name}.pkl",
+                                                  cases, expected, hidden_from, tmp, limits))
     return report
 
 
 def check_in_worker(exercise, definition: pathlib.Path, cases, expected, hidden_from, tmp: pathlib.Path,
-                    seconds: float) -> Result:
-    """Run the cases in a fresh worker process and judge what comes back (plain trees only)."""
-    request, answer = tmp / f"{exercise.id}.request.pt", tmp / f"{exercise.id}.answer.pt"
+                    limits: Limits) -> Result:
+    """Run the cases in a fresh, confined worker process and judge what comes back (plain trees only)."""
+    request = tmp / f"{exercise.id}.request.pt"  # the grader's: readable, not writable, by the worker
     torch.save({"exercise": exercise.id, "definition": str(definition), "cases": cases}, request)
+    os.chmod(request, 0o644)
+    box = tmp / secrets.token_hex(12)  # the worker's own folder, for its answer
+    box.mkdir()
+    answer, log = box / "answer.pt", tmp / f"{exercise.id}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
-    try:
-        proc = subprocess.run([sys.executable, "-m", "autograder.worker", str(request), str(answer)],
-                              cwd=ROOT, env=env, capture_output=True, timeout=seconds)
-        crashed = proc.returncode != 0
-    except subprocess.TimeoutExpired:
-        return zero(exercise, "error", f"checking {exercise.name} took longer than {seconds:g} s")
-    if crashed or not answer.exists():
-        return zero(exercise, "error", f"your {exercise.name} crashed the process that checks it "
-                                       f"(exit code {proc.returncode})")
+    env.update(PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
+    command = limits.worker().prefix(home=str(box), own=(str(box),)) + [
+        sys.executable, "-m", "autograder.worker", str(request), str(answer)]
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(command, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, start_new_session=True)
+        try:
+            code = proc.wait(timeout=limits.exercise)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            kill_group(proc)
+    if code is None:
+        return zero(exercise, "error", f"checking {exercise.name} took longer than {limits.exercise:g} s, so it was stopped")
+    if code != 0 or not answer.exists():
+        why = crash_reason(code, log)
+        return zero(exercise, "error", f"your {exercise.name} crashed the process that checks it ({why})")
     try:
         answer_data = torch.load(answer, weights_only=True)
-        got, ratios = answer_data["got"], answer_data["ratios"]
-        if not isinstance(got, list) or len(got) != len(cases):
+        got, ratios, tampered = answer_data["got"], answer_data["ratios"], answer_data["tampered"]
+        if not isinstance(got, list) or len(got) != len(cases) or not isinstance(ratios, dict):
             raise ValueError("wrong number of outputs")
     except Exception:
         return zero(exercise, "error", f"the outputs of {exercise.name} could not be read back as plain data")
-    return judge(exercise, cases, expected, got, ratios, hidden_from)
+    if tampered:
+        return zero(exercise, "error", f"your {exercise.name} replaced the grader's own code "
+                                       f"({', '.join(tampered[:3])}), so it scores 0")
+    try:
+        return judge(exercise, cases, expected, got, ratios, hidden_from)
+    except Exception as e:  # outputs shaped like plain trees but not quite: the learner's doing
+        return zero(exercise, "error", f"the outputs of {exercise.name} could not be judged ({type(e).__name__})")
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill the worker and every process it started (they share its session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    release(proc.pid)
+
+
+def crash_reason(code: int | None, log: pathlib.Path) -> str:
+    """Words for a worker's exit: a signal, running out of memory or CPU time, or an exit code."""
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    if "MemoryError" in tail or "std::bad_alloc" in tail or "DefaultCPUAllocator: can't allocate" in tail:
+        return "it ran out of memory"
+    if code == -signal.SIGXCPU or code == -signal.SIGKILL:
+        return "it used more CPU time than allowed, or was killed"
+    if code is not None and code < 0:
+        return f"killed by signal {signal.Signals(-code).name}"
+    return f"exit code {code}"

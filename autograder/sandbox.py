@@ -12,6 +12,15 @@ mechanisms cover the ways Python can reach a function:
   a module class's ``forward``) has its code object swapped, so aliases reach the refusal too;
 - anything else (a C-level function outside PyTorch) is replaced on its module.
 
+Three more guards close the routes around those: a ``TorchDispatchMode`` refuses the named
+ATen operators however they are reached (``torch._C._nn.im2col``, ``torch._softmax``, a
+composite built-in that decomposes into one); a C built-in is also refused under its other
+names in ``torch._C`` (``torch._C._nn.one_hot`` for ``F.one_hot``, ``torch.ops.aten.one_hot``);
+and a profile hook refuses every call of code equal to a refused Python function's, which is
+what the reference becomes when it is imported again under another name, reloaded, or rebuilt
+with ``types.FunctionType(ref.__code__, ...)``. While a sandbox is active, learner code cannot
+switch that hook off (``sys.setprofile``/``sys.settrace`` are refused by an audit hook).
+
 A refusal raises ``ForbiddenCall`` and is also recorded, so learner code that swallows the
 exception with a broad ``except`` is still caught.
 """
@@ -21,11 +30,14 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import importlib
+import sys
+import threading
 import types
 from collections.abc import Iterable
 from typing import Any
 
 from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
 
 
 class ForbiddenCall(Exception):
@@ -88,19 +100,56 @@ def _refusing_code(name: str) -> types.CodeType:
 
 
 class _Refuse(TorchFunctionMode):
-    def __init__(self, by_id: dict[int, str], ops: set[str]):
+    """Refuses forbidden PyTorch functions by identity, C built-ins also by name, ATen ops by name."""
+
+    def __init__(self, by_id: dict[int, str], ops: set[str], builtins: dict[str, str]):
         super().__init__()
-        self.by_id, self.ops = by_id, ops
+        self.by_id, self.ops, self.builtins = by_id, ops, builtins
 
     def __torch_function__(self, func, types_, args=(), kwargs=None):
         name = self.by_id.get(id(func))
-        if name is None and self.ops:
+        if name is None and isinstance(func, types.BuiltinFunctionType | types.MethodDescriptorType):
+            name = self.builtins.get(getattr(func, "__name__", ""))  # torch._C._nn.one_hot and kin
+        if name is None:
             op = getattr(func, "_qualified_op_name", None) or getattr(getattr(func, "_schema", None), "name", None)
             if op in self.ops:
                 name = f"torch.ops.{op.replace('::', '.')}"
+            elif op and op.startswith("aten::") and op[6:] in self.builtins:
+                name = self.builtins[op[6:]]
         if name is not None:
             refuse(name)
         return func(*args, **(kwargs or {}))
+
+
+class _RefuseOps(TorchDispatchMode):
+    """Refuses the named ATen operators at the dispatcher, whatever Python route reached them."""
+
+    def __init__(self, ops: set[str]):
+        super().__init__()
+        self.ops = ops
+
+    def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
+        if func._schema.name in self.ops:
+            refuse(f"torch.ops.{func._schema.name.replace('::', '.')}")
+        return func(*args, **(kwargs or {}))
+
+
+_guarded: list[frozenset] = []  # code objects refused by value, one set per active sandbox
+_unhooking: list[bool] = []  # set while Python removes the profile hook after it refused a call
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _guarded and event in ("sys.setprofile", "sys.settrace"):
+        if _unhooking:
+            _unhooking.clear()
+            return
+        refuse(event)
+
+
+def _profile(frame, event, arg):
+    if event == "call" and _guarded and frame.f_code in _guarded[-1]:
+        _unhooking.append(True)  # Python unsets a profile hook that raises
+        refuse(f"{frame.f_code.co_name} (minidl's reference under another name)")
 
 
 class Sandbox:
@@ -111,16 +160,21 @@ class Sandbox:
         self.ops = {n for n in self.names if "::" in n}
         self.targets = [t for n in self.names if "::" not in n for t in resolve(n)]
         self.by_id = {id(obj): label for label, _, obj, _ in self.targets}
+        self.builtins = {obj.__name__: label for label, _, obj, _ in self.targets
+                         if isinstance(obj, types.BuiltinFunctionType | types.MethodDescriptorType)
+                         and getattr(obj, "__name__", None)}
         self.hits: list[str] = []
         self._undo: list[tuple] = []
 
     def __enter__(self) -> Sandbox:
         _hits.clear()
+        codes = set()
         for label, owner, obj, attr in self.targets:
             func = obj.__dict__.get("forward") if isinstance(obj, type) else obj
             while isinstance(func, types.FunctionType) and func.__code__.co_freevars and hasattr(func, "__wrapped__"):
                 func = func.__wrapped__  # a decorated function: refuse in the function it wraps
             if isinstance(func, types.FunctionType) and not func.__code__.co_freevars:
+                codes.add(func.__code__)
                 self._undo.append(("code", func, func.__code__))
                 func.__code__ = _refusing_code(label)
                 continue
@@ -129,11 +183,27 @@ class Sandbox:
             if isinstance(owner, types.ModuleType):
                 self._undo.append(("attr", owner, attr, obj))
                 setattr(owner, attr, _refuser(label))
-        self._mode = _Refuse(self.by_id, self.ops)
+        self._mode = _Refuse(self.by_id, self.ops, self.builtins)
         self._mode.__enter__()
+        self._ops_mode = _RefuseOps(self.ops) if self.ops else None
+        if self._ops_mode:
+            self._ops_mode.__enter__()
+        self._guard = bool(codes)
+        if self._guard:
+            _install_audit()
+            self._previous_profile = sys.getprofile()
+            sys.setprofile(_profile)
+            threading.setprofile(_profile)
+            _guarded.append(frozenset(codes))
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._guard:
+            _guarded.pop()
+            sys.setprofile(self._previous_profile)
+            threading.setprofile(None)
+        if self._ops_mode:
+            self._ops_mode.__exit__(*exc)
         self._mode.__exit__(*exc)
         for entry in reversed(self._undo):
             if entry[0] == "code":
@@ -143,6 +213,16 @@ class Sandbox:
         self._undo.clear()
         self.hits = list(dict.fromkeys(self.hits + _hits))
         _hits.clear()
+
+
+_audit_installed: list[bool] = []
+
+
+def _install_audit() -> None:
+    """Add the audit hook once per process (audit hooks cannot be removed; it is idle outside sandboxes)."""
+    if not _audit_installed:
+        sys.addaudithook(_audit)
+        _audit_installed.append(True)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,189 @@
+"""Confinement for processes that run learner code: resource limits and an unprivileged user.
+
+    python -m autograder.confine --memory MB --cpu S --processes N --files MB [--home DIR] [--own PATH]... -- CMD...
+
+sets the limits, and, when started as root, gives the paths in ``--own`` to the unprivileged
+user ``nobody`` and becomes that user, then replaces itself with CMD. The learner's kernel and
+every checking worker are started this way, so learner code
+
+- cannot use more than MB of address space (``RLIMIT_AS``: an allocation fails with MemoryError),
+- cannot use more than S seconds of CPU time, in any process it starts (``RLIMIT_CPU``),
+- cannot start more than N processes or threads beyond those its user already has
+  (``RLIMIT_NPROC``, which counts per user and does not bind root; as root the process is
+  put in a pids cgroup of its own instead, where the machine has one, and ``release`` kills
+  whatever is left in it, including processes that escaped into a session of their own),
+- cannot write a file larger than MB (``RLIMIT_FSIZE``), and leaves no core dump,
+- when the grader runs as root and ``nobody`` can reach the Python installation: runs as
+  ``nobody``, so it cannot read the instructor's secret file or anything else private to
+  root, nor signal the grader's processes.
+
+Otherwise (an ordinary user, or a Python under /root) the limits hold but the user is the
+grader's: the secret then reaches only the process that computes hidden cases (see
+oracle.py), never the learner's environment, and the secret file should not be readable by
+that user while grading (set AUTOGRADER_SECRET instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import pwd
+import resource
+import signal
+import stat
+import sys
+import time
+from dataclasses import dataclass
+
+MB = 1024 * 1024
+SANDBOX_USER = "nobody"
+PIDS_CGROUP = pathlib.Path("/sys/fs/cgroup/pids")  # cgroup v1; v2 is /sys/fs/cgroup with cgroup.procs
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """The limits of one confined process (memory and files in MB, CPU in seconds)."""
+
+    memory: int = 8192
+    cpu: int = 1800
+    processes: int = 256
+    files: int = 512
+
+    def prefix(self, home: str | None = None, own: tuple[str, ...] = ()) -> list[str]:
+        """The command-line prefix that starts a command under these limits."""
+        cmd = [sys.executable, "-m", "autograder.confine", "--memory", str(self.memory), "--cpu", str(self.cpu),
+               "--processes", str(self.processes), "--files", str(self.files)]
+        if home:
+            cmd += ["--home", home]
+        for path in own:
+            cmd += ["--own", path]
+        return cmd + ["--"]
+
+
+def reachable_by_others(path: str) -> bool:
+    """Whether every folder above ``path`` can be traversed, and the file read, by any user."""
+    p = pathlib.Path(os.path.realpath(path))
+    try:
+        if not p.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(parent.stat().st_mode & stat.S_IXOTH for parent in p.parents)
+    except OSError:
+        return False
+
+
+def sandbox_user() -> pwd.struct_passwd | None:
+    """The user that learner code runs as: ``nobody`` when the grader is root and ``nobody`` can
+    run this Python and import the course; else None (learner code runs as the grader's user)."""
+    if os.geteuid() != 0:
+        return None
+    import torch
+
+    needed = (sys.executable, __file__, torch.__file__)
+    if not all(reachable_by_others(p) for p in needed):
+        return None
+    try:
+        return pwd.getpwnam(SANDBOX_USER)
+    except KeyError:
+        return None
+
+
+def cgroup(pid: int) -> pathlib.Path:
+    return PIDS_CGROUP / f"minidl-{pid}"
+
+
+def enter_cgroup(processes: int) -> bool:
+    """As root: put this process in a pids cgroup of its own that allows ``processes`` tasks."""
+    if os.geteuid() != 0 or not PIDS_CGROUP.is_dir():
+        return False
+    try:
+        folder = cgroup(os.getpid())
+        folder.mkdir(exist_ok=True)
+        (folder / "pids.max").write_text(str(processes))
+        (folder / "cgroup.procs").write_text(str(os.getpid()))
+        return True
+    except OSError:
+        return False
+
+
+def release(pid: int) -> None:
+    """Kill every process left in the cgroup of confined process ``pid`` and remove the cgroup."""
+    folder = cgroup(pid)
+    if not folder.is_dir():
+        return
+    for _ in range(50):
+        try:
+            pids = [int(p) for p in (folder / "cgroup.procs").read_text().split()]
+        except OSError:
+            pids = []
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            folder.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)
+
+
+def tasks_of(uid: int) -> int:
+    """How many processes and threads ``uid`` runs now (what RLIMIT_NPROC counts)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if fields.get("Uid", "").split()[:1] == [str(uid)]:
+            count += int(fields.get("Threads", "1").strip() or 1)
+    return count
+
+
+def confine(c: Confinement, home: str | None, own: list[str]) -> None:
+    """Apply ``c`` to this process and, as root, become the sandbox user (after giving it ``own``)."""
+    user = sandbox_user()
+    uid = user.pw_uid if user else os.getuid()
+    if user is None:
+        enter_cgroup(c.processes)
+    for limit, value in ((resource.RLIMIT_AS, c.memory * MB), (resource.RLIMIT_CPU, c.cpu),
+                         (resource.RLIMIT_FSIZE, c.files * MB), (resource.RLIMIT_CORE, 0),
+                         (resource.RLIMIT_NPROC, tasks_of(uid) + c.processes)):
+        soft, hard = resource.getrlimit(limit)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(limit, (value, value))
+    if home:
+        for name in ("HOME", "IPYTHONDIR", "MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
+            os.environ[name] = home
+    if user is None:
+        return
+    for path in own + ([home] if home else []):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    os.setgroups([])
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+
+
+def main(argv: list[str]) -> None:
+    if "--" not in argv:
+        raise SystemExit("usage: python -m autograder.confine [options] -- CMD...")
+    cut = argv.index("--")
+    parser = argparse.ArgumentParser(prog="python -m autograder.confine")
+    parser.add_argument("--memory", type=int, default=Confinement.memory)
+    parser.add_argument("--cpu", type=int, default=Confinement.cpu)
+    parser.add_argument("--processes", type=int, default=Confinement.processes)
+    parser.add_argument("--files", type=int, default=Confinement.files)
+    parser.add_argument("--home")
+    parser.add_argument("--own", action="append", default=[])
+    args = parser.parse_args(argv[:cut])
+    confine(Confinement(args.memory, args.cpu, args.processes, args.files), args.home, args.own)
+    command = argv[cut + 1:]
+    os.execv(command[0], command)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
