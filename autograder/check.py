@@ -38,7 +38,8 @@ def check(exercise_id: str, fn: Any = None, hidden: bool = False) -> Result:
         return _empty(exercise_id, "deferred", "checked by the grader after the notebook has run",
                       exercise.points, exercise.title)
     if fn is None or not callable(fn):
-        return _empty(exercise_id, "missing", f"{exercise.name} is not defined, or is not a function or class",
+        what = "a trained model (an nn.Module)" if exercise.threshold is not None else "a function or class"
+        return _empty(exercise_id, "missing", f"{exercise.name} is not defined, or is not {what}",
                       exercise.points, exercise.title)
     ids = [e.id for e in lesson_of(exercise_id).exercises]
     try:

@@ -4,6 +4,11 @@ An ``Exercise`` holds everything about one exercise in one place: the reference,
 generated cases with their weights, the tolerances, the built-ins that are off-limits, the
 hints for common mistakes and the points. The notebook check, the CLI, nbgrader's test cells,
 the README's catalogue and the tests are all driven from these declarations.
+
+A trained-model exercise ("a trained model in the notebook") has no reference to compare
+with. Its ``threshold`` says how it is scored instead: the grader draws held-out inputs, keeps
+their answers (labels, next characters) to itself, measures a metric of the model's outputs
+against them and turns it into a share of the points.
 """
 
 from __future__ import annotations
@@ -49,7 +54,9 @@ class Case:
     """One generated input. ``args``/``kwargs`` are what the probe feeds the learner's code.
 
     ``size`` orders cases so that the smallest failing one is reported; ``note`` says in
-    words what the case is about ("labels at the edges of the range").
+    words what the case is about ("labels at the edges of the range"). ``answer`` is what a
+    trained model's output is measured against (the true labels): the oracle takes it out of
+    the case, so it never reaches the process where learner code runs.
     """
 
     group: str
@@ -58,6 +65,7 @@ class Case:
     size: int = 0
     note: str = ""
     device: str = "cpu"
+    answer: Any = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,34 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Threshold:
+    """How a trained model scores: ``metric(output, answer) -> float`` measured by the grader,
+    full points at ``full`` or better, none at ``zero`` or worse, linear in between.
+
+    ``full > zero`` for a score such as accuracy, ``full < zero`` for a loss. ``metric`` raises
+    ValueError, with a message for the learner, when the output has the wrong shape.
+    """
+
+    name: str                                   # "accuracy", "validation loss"
+    metric: Callable[[torch.Tensor, torch.Tensor], float]
+    full: float
+    zero: float
+    unit: str = ""                              # "nats per character"
+
+    def fraction(self, value: float) -> float:
+        """The share of the points that ``value`` earns, in [0, 1] (0 for NaN)."""
+        if value != value:
+            return 0.0
+        return min(1.0, max(0.0, (value - self.zero) / (self.full - self.zero)))
+
+    def goal(self) -> str:
+        """'full points from 0.97, none at 0.8 or below' in words."""
+        if self.full > self.zero:
+            return f"full points from {self.full:g}, none at {self.zero:g} or below"
+        return f"full points at {self.full:g} or below, none from {self.zero:g}"
+
+
+@dataclass(frozen=True)
 class Exercise:
     """One graded exercise. ``id`` is ``module.name``: the reference is minidl.<module>.<name>."""
 
@@ -93,6 +129,7 @@ class Exercise:
     tolerances: dict[torch.dtype, tuple[float, float]] = field(default_factory=dict)
     builds: str = ""  # what the learner builds, in a few words, for the README's catalogue
     cpu_only: bool = False
+    threshold: Threshold | None = None  # set for a trained model: scored by a metric, not a reference
 
     @property
     def module(self) -> str:
@@ -126,7 +163,7 @@ class Exercise:
     def hint_for(self, group: str, symptom: str) -> str:
         """The most specific hint for a failing case: for this group and symptom, for this symptom,
         then the group's own hint where the symptom is about the values, else a generic one."""
-        about_values = symptom in ("values", "nonfinite", "shape", "no_raise", "raised", "slow")
+        about_values = symptom in ("values", "nonfinite", "shape", "no_raise", "raised", "slow", "metric")
         return (
             self.hints.get(f"{group}:{symptom}")
             or self.hints.get(symptom)

@@ -1,4 +1,8 @@
-"""Judging: plain outputs against expected ones, case by case, into a scored ``Result``."""
+"""Judging: plain outputs against expected ones, case by case, into a scored ``Result``.
+
+A trained model's outputs are not compared with a reference: ``measure`` scores them by the
+exercise's ``Threshold``, a metric against the answers the grader kept to itself.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ from .report import Failure, Result
 def describe_inputs(exercise: Exercise, case: Case) -> str:
     """'x: float32[3, 4] on cpu, dim=-1', with the values of tiny inputs shown."""
     try:
-        bound = inspect.signature(exercise.reference()).bind(*case.args, **case.kwargs)
-        named = list(bound.arguments.items())
+        if exercise.threshold is not None:  # a trained model is called on one batch of inputs
+            named = [("inputs", a) for a in case.args]
+        else:
+            bound = inspect.signature(exercise.reference()).bind(*case.args, **case.kwargs)
+            named = list(bound.arguments.items())
     except (TypeError, ValueError):
         named = [(f"arg{i}", a) for i, a in enumerate(case.args)] + list(case.kwargs.items())
     parts = []
@@ -54,6 +61,34 @@ def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: fl
     return None
 
 
+def measure(exercise: Exercise, case: Case, expected: dict, got: dict) -> tuple[float, Failure | None, str]:
+    """A trained model's case: the share of the points it earns, the Failure that explains a
+    share below 1, and the measurement in words ("accuracy 0.983 on 300 held-out digits")."""
+    rule = exercise.threshold
+    kind = got["kind"]
+    if kind in ("forbidden", "timeout"):
+        return 0.0, verdict(exercise, case, expected, got, None), ""
+    if kind == "raised" and got["type"] == "NotAModel":
+        message = f"{exercise.name}: {got['message']}"
+        return 0.0, Failure(case.group, "", message, "type", exercise.hint_for(case.group, "type")), ""
+    if kind == "raised":
+        return 0.0, Failure(case.group, "", f"your model raised {describe(got)}", "raised",
+                            exercise.hint_for(case.group, "raised"), where=got.get("where", "")), ""
+    if kind != "tensor" or got["data"] is None:
+        message = f"your model should return a tensor, but it returned {describe(got)}"
+        return 0.0, Failure(case.group, "", message, "type", exercise.hint_for(case.group, "type")), ""
+    try:
+        value = rule.metric(got["data"], expected["data"])
+    except ValueError as e:  # the output's shape or type does not fit: the metric says why
+        return 0.0, Failure(case.group, "", str(e), "shape", exercise.hint_for(case.group, "shape")), ""
+    measured = f"{rule.name} {value:.4g}{' ' + rule.unit if rule.unit else ''} on {case.note}"
+    fraction = rule.fraction(value)
+    if fraction >= 1.0:
+        return 1.0, None, measured
+    message = f"{measured}: {rule.goal()}, so {fraction:.0%} of the points"
+    return fraction, Failure(case.group, "", message, "metric", exercise.hint_for(case.group, "metric")), measured
+
+
 def judge(exercise: Exercise, cases: list[Case], expected: list[dict], got: list[dict],
           ratios: dict[int, float] | None = None, hidden_from: int | None = None) -> Result:
     """Score ``got`` against ``expected``. Cases from index ``hidden_from`` on are hidden:
@@ -61,16 +96,25 @@ def judge(exercise: Exercise, cases: list[Case], expected: list[dict], got: list
     ratios = ratios or {}
     failures: list[tuple[int, Failure, Case]] = []
     tally: dict[str, list[int]] = {g.name: [0, 0] for g in exercise.groups}
+    credit: dict[str, float] = {g.name: 0.0 for g in exercise.groups}  # a case earns 0 or 1, a trained model's a share
+    measured: list[str] = []
     for i, (case, e, g) in enumerate(zip(cases, expected, got)):
-        failure = verdict(exercise, case, e, g, ratios.get(i))
+        public = hidden_from is None or i < hidden_from
+        if exercise.threshold is not None:
+            earned, failure, words = measure(exercise, case, e, g)
+            if words and public:
+                measured.append(words)
+        else:
+            failure = verdict(exercise, case, e, g, ratios.get(i))
+            earned = float(failure is None)
         tally[case.group][1] += 1
-        if failure is None:
-            tally[case.group][0] += 1
-        elif hidden_from is None or i < hidden_from:
+        tally[case.group][0] += failure is None
+        credit[case.group] += earned
+        if failure is not None and public:
             failure.device = case.device
             failures.append((i, failure, case))
     total_weight = sum(g.weight for g in exercise.groups if tally[g.name][1]) or 1.0
-    fraction = sum(g.weight * tally[g.name][0] / tally[g.name][1] for g in exercise.groups if tally[g.name][1])
+    fraction = sum(g.weight * credit[g.name] / tally[g.name][1] for g in exercise.groups if tally[g.name][1])
     score = exercise.points * fraction / total_weight
     # The smallest failing case of the first group (in declaration order) that has failures.
     order = {g.name: k for k, g in enumerate(exercise.groups)}
@@ -80,7 +124,7 @@ def judge(exercise: Exercise, cases: list[Case], expected: list[dict], got: list
         failure.inputs = describe_inputs(exercise, case)
         failure.where = got[i].get("where") or failure.where
         shown.append(failure)
-    status, note = "checked", ""
+    status, note = "checked", "" if shown else "; ".join(measured)  # a trained model's measurement
     if any(g.get("not_implemented") for g in got):
         status, note = "not_implemented", f"{exercise.name} is not implemented yet (it raises NotImplementedError)"
         score, shown = 0.0, []

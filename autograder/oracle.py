@@ -1,8 +1,9 @@
 """Expected values, computed by minidl's reference in a clean process.
 
 ``cases_and_expected`` returns, for each exercise, the generated cases and the plain trees of
-the reference's outputs on them. They are computed by ``python -m autograder.oracle`` in a
-fresh interpreter that imports minidl and the catalogue and nothing of the learner's, so no
+the reference's outputs on them (for a trained-model exercise, of the answers its cases carry,
+which are then taken out of the cases). They are computed by ``python -m autograder.oracle`` in
+a fresh interpreter that imports minidl and the catalogue and nothing of the learner's, so no
 learner code can alter them. Public results are cached in the user's cache directory (keyed
 by the code that makes them); hidden cases use a secret seed that only this process reads.
 """
@@ -77,8 +78,13 @@ def compute(ids: list[str], hidden: bool, devices: list[str]) -> dict:
     results = {}
     for eid in ids:
         exercise = EXERCISES[eid]
-        reference = exercise.reference()
         cases, outputs = make_cases(exercise, seed, devices), []
+        if exercise.threshold is not None:  # a trained model: the expected values are the case's answers
+            outputs = [plain(case.answer) for case in cases]
+            cases = [dataclasses.replace(case, answer=None) for case in cases]  # never sent to learner code
+            results[eid] = {"cases": cases, "expected": outputs}
+            continue
+        reference = exercise.reference()
         for case in cases:
             try:
                 with quiet():
@@ -93,7 +99,8 @@ def code_digest() -> str:
     """A digest of the code that makes cases and expected values, for the cache key."""
     root = pathlib.Path(__file__).resolve().parent.parent
     h = hashlib.sha256(torch.__version__.encode())
-    for path in sorted([*root.glob("minidl/*.py"), *root.glob("autograder/catalog/*.py"), root / "autograder/exercise.py", root / "autograder/oracle.py"]):
+    own = [root / "autograder" / name for name in ("exercise.py", "oracle.py", "probes.py", "plain.py")]
+    for path in sorted([*root.glob("minidl/*.py"), *root.glob("autograder/catalog/*.py"), *own]):
         h.update(path.read_bytes())
     return h.hexdigest()[:20]
 

@@ -53,3 +53,21 @@ def with_grad(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
 
 def _is_float(x: Any) -> bool:
     return type(x) is torch.Tensor and x.is_floating_point()
+
+
+class NotAModel(TypeError):
+    """The object graded as a trained model cannot be called on a batch of inputs."""
+
+
+def model_output(model: Any, inputs: torch.Tensor) -> torch.Tensor:
+    """A trained model's output on the grader's held-out ``inputs``: in eval mode, without
+    autograd, on the inputs' device. A model that returns a tuple (logits, state) is read by
+    its first element. The grader measures the output against answers it keeps to itself."""
+    with learner_code(), torch.no_grad():
+        if not callable(model):
+            raise NotAModel(f"this should be your trained model (an nn.Module), not an object of type "
+                            f"{type(model).__name__}")
+        if isinstance(model, torch.nn.Module):
+            model = model.to(inputs.device).eval()       # dropout off, batch norm on its running statistics
+        out = model(inputs)
+    return out[0] if type(out) is tuple and len(out) > 0 else out

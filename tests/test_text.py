@@ -43,3 +43,26 @@ def test_shakespeare_missing_or_present():
             text.shakespeare()
     else:
         assert len(text.shakespeare(max_chars=1000)) == 1000
+
+
+def test_split_names_is_a_fixed_partition():
+    names = [f"n{i}" for i in range(50)]
+    train, val = text.split_names(names, val_fraction=0.2, seed=0)
+    assert len(val) == 10 and sorted(train + val) == sorted(names)
+    assert text.split_names(names, val_fraction=0.2, seed=0) == (train, val)
+    assert text.split_names(names, val_fraction=0.2, seed=1)[1] != val
+
+
+def test_encode_names_pads_on_the_right():
+    vocab = text.CharVocab([".abn"])
+    x, y = text.encode_names(["ab", "nab"], vocab)
+    assert x.shape == y.shape == (2, 4)
+    assert vocab.decode(x[0]) == ".ab." and vocab.decode(x[1]) == ".nab"      # input padded with '.'
+    assert vocab.decode(y[0][:3]) == "ab." and y[0, 3] == text.PAD
+    assert vocab.decode(y[1]) == "nab."
+
+
+def test_names_vocab():
+    pytest.importorskip("names")
+    vocab = text.names_vocab()
+    assert vocab.chars[0] == text.BOUNDARY and "".join(vocab.chars[1:]) == "abcdefghijklmnopqrstuvwxyz"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..exercise import Case, Exercise, Group, Lesson
-from ..probes import with_grad
+from ..exercise import Case, Exercise, Group, Lesson, Threshold
+from ..probes import model_output, with_grad
 
 
 def out_size_cases(draw):
@@ -117,6 +117,28 @@ def pool_edges(draw):
                note="sizes not divisible by the kernel: the last row and column are dropped")
 
 
+HELD_OUT_DRAW = 300  # digits per draw, out of the 359 of load_digits' test split
+
+
+def held_out_digits(draw):
+    """A draw of the test split of ``minidl.data.load_digits`` (the notebook never trains on it);
+    the labels stay with the grader as the case's answer."""
+    from minidl.data import load_digits
+
+    split = load_digits(flatten=False)
+    pick = torch.randperm(len(split.y_test), generator=draw.gen)[:HELD_OUT_DRAW]
+    yield Case("", (split.x_test[pick],), size=HELD_OUT_DRAW, answer=split.y_test[pick],
+               note=f"{HELD_OUT_DRAW} held-out digits")
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The share of images whose largest logit is the true class. logits: [N, 10], labels: [N]."""
+    if logits.shape != (len(labels), 10) or not logits.is_floating_point():
+        raise ValueError(f"your model should return float logits [{len(labels)}, 10] for {len(labels)} images "
+                         f"[N, 1, 8, 8], but it returned {str(logits.dtype).replace('torch.', '')}{list(logits.shape)}")
+    return (logits.argmax(dim=1) == labels).double().mean().item()
+
+
 CONV_FORBIDDEN = (
     "torch.nn.functional.conv*", "torch.conv*", "torch.nn.Conv*", "torch.nn.LazyConv*", "torch.nn.functional.unfold",
     "torch.nn.Unfold", "torch.nn.functional.fold", "torch.nn.Fold", "torch._convolution", "torch.cudnn_convolution",
@@ -131,7 +153,7 @@ POOL_FORBIDDEN = (
 LESSON = Lesson(
     key="05_cnn",
     title="Convolutional networks",
-    builds="the output-size formula, convolution as im2col + matmul, max pooling and its gradient",
+    builds="the output-size formula, convolution as im2col + matmul, max pooling and its gradient, a trained CNN",
     exercises=(
         Exercise(
             id="cnn.conv_output_size",
@@ -207,6 +229,25 @@ LESSON = Lesson(
                 Group("edge cases", 1, pool_edges),
             ),
             hints={"shape": "Ho = floor((H + 2ph - kh) / sh) + 1 with sh = kh when stride is None; the same for Wo."},
+        ),
+        Exercise(
+            id="cnn.digits_classifier",
+            title="A CNN trained on handwritten digits",
+            signature="a trained model: images [N, 1, 8, 8] in [0, 1] -> logits [N, 10]",
+            builds="a LeNet-style CNN trained with minidl.train.fit: full points from 97% held-out accuracy",
+            points=4,
+            cpu_only=True,
+            probe=model_output,
+            threshold=Threshold("accuracy", accuracy, full=0.97, zero=0.80),
+            groups=(
+                Group("held-out digits", 1, held_out_digits,
+                      hint="Train longer or with a better learning rate, check the training loss goes down, and "
+                           "train on split.x_train only; the grader calls your model in eval mode on digits "
+                           "scaled to [0, 1] as data.load_digits(flatten=False) gives them."),
+            ),
+            hints={"raised": "The grader calls digits_classifier(images) with images [N, 1, 8, 8] (float32, in [0, 1], "
+                             "on the CPU) and expects logits [N, 10]: run your model on split.x_test to see the error.",
+                   "type": "digits_classifier must be the trained network itself (an nn.Module), returning logits."},
         ),
     ),
 )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
-from ..exercise import Case, Exercise, Group, Lesson
-from ..probes import NotDifferentiable, with_grad
+from ..exercise import Case, Exercise, Group, Lesson, Threshold
+from ..probes import NotDifferentiable, model_output, with_grad
 from ..sandbox import learner_code
 
 
@@ -179,6 +180,46 @@ def clip_missing(draw):
     yield Case("", ([g[0], None, g[1]], 1.0), size=3, note="the second parameter has no gradient (.grad is None)")
 
 
+NAMES_DRAW = 400  # names per draw, out of the 516 of the names' validation split
+CHAR_LOSS_FULL = 2.0  # nats per character: the threshold the notebook states (a bigram model scores about 2.33)
+
+
+def held_out_names(draw):
+    """A draw of the validation names of ``minidl.text.split_names`` (the notebook never trains on
+    them), one padded row each; the next characters stay with the grader as the case's answer."""
+    from minidl import text
+
+    _, val = text.split_names(text.first_names())
+    pick = torch.randperm(len(val), generator=draw.gen)[:NAMES_DRAW].tolist()
+    inputs, targets = text.encode_names([val[i] for i in pick], text.names_vocab())
+    yield Case("", (inputs,), size=NAMES_DRAW, answer=targets, note=f"{NAMES_DRAW} held-out names")
+
+
+def causal_logits(model, tokens):
+    """The model's logits at each position t computed from tokens[:, :t+1] alone: every later token
+    is replaced by the boundary id 0, so a model that looks ahead (a bidirectional LSTM, attention
+    without a causal mask) learns nothing from the character it is asked to predict."""
+    steps = []
+    for t in range(tokens.shape[1]):
+        seen = tokens.clone()
+        seen[:, t + 1:] = 0
+        out = model_output(model, seen)
+        if type(out) is not torch.Tensor or out.dim() != 3 or out.shape[:2] != tokens.shape:
+            return out  # the metric says what is wrong with it
+        steps.append(out[:, t])
+    return torch.stack(steps, dim=1)
+
+
+def char_loss(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean cross-entropy, in nats per character, of the next characters (padding ignored).
+    logits: [N, T, 27], targets: [N, T] with -1 at the padding."""
+    N, T = targets.shape
+    if logits.shape != (N, T, 27) or not logits.is_floating_point():
+        raise ValueError(f"your model should return float logits [{N}, {T}, 27] for tokens [{N}, {T}] (or a tuple "
+                         f"(logits, state)), but it returned {str(logits.dtype).replace('torch.', '')}{list(logits.shape)}")
+    return F.cross_entropy(logits.double().flatten(0, 1), targets.flatten(), ignore_index=-1).item()
+
+
 RNN_FORBIDDEN = ("torch.nn.RNN*", "torch.rnn_tanh*", "torch.rnn_relu*", "aten::rnn_tanh_cell", "aten::rnn_tanh")
 LSTM_FORBIDDEN = ("torch.nn.LSTM*", "torch.lstm*", "torch._thnn_fused_lstm_cell", "aten::lstm_cell", "aten::lstm",
                   "aten::_thnn_fused_lstm_cell")
@@ -194,7 +235,7 @@ CELL_GRAD_HINT = ("Build the result from differentiable torch operations only (n
 LESSON = Lesson(
     key="06_rnn",
     title="Recurrent networks",
-    builds="RNN, LSTM and GRU cells in PyTorch's layout, gradient clipping",
+    builds="RNN, LSTM and GRU cells in PyTorch's layout, gradient clipping, a trained character model",
     exercises=(
         Exercise(
             id="rnn.rnn_cell",
@@ -283,6 +324,27 @@ LESSON = Lesson(
             ),
             hints={"type": "Return the total norm as a 0-d tensor (as torch.nn.utils.clip_grad_norm_ does), "
                            "not a Python float."},
+        ),
+        Exercise(
+            id="rnn.char_model",
+            title="A character-level model of first names",
+            signature="a trained model: tokens [N, T] -> logits [N, T, 27] (or (logits, state))",
+            builds=f"an LSTM language model trained on first names: full points below {CHAR_LOSS_FULL:g} nats per "
+                   "character on held-out names",
+            points=4,
+            cpu_only=True,
+            probe=causal_logits,
+            threshold=Threshold("validation loss", char_loss, full=CHAR_LOSS_FULL, zero=2.4, unit="nats per character"),
+            groups=(
+                Group("held-out names", 1, held_out_names,
+                      hint="Train longer or with a better learning rate (with gradient clipping), on the training "
+                           "names only; the grader feeds '.name' padded with '.', tokens as "
+                           "text.encode_names(names, text.names_vocab()) makes them, and reads the next-character "
+                           "logits at every position."),
+            ),
+            hints={"raised": "The grader calls char_model(tokens) with int64 tokens [N, T] (ids of "
+                             "text.names_vocab(), on the CPU) and expects logits [N, T, 27] or (logits, state).",
+                   "type": "char_model must be the trained network itself (an nn.Module), returning logits."},
         ),
     ),
 )
