@@ -235,3 +235,13 @@ def test_evaluate_that_builds_a_graph_fails_naming_it():
 def test_evaluate_left_in_train_mode_fails_naming_it():
     result = check("train.evaluate", lambda m, l, d: evaluate_alt(m, l, d, eval_mode=False))
     assert not result.passed and "eval mode" in failure_text(result) and "train-mode" in failure_text(result)
+
+
+def test_the_watched_optimizer_keeps_its_own_step():
+    """torch.optim wraps step() at a class's first instantiation; the grader's class must not change
+    while learner code runs, or the grading worker reports tampering."""
+    from autograder.catalog.training import Recorder, RecordingLoss, WatchedSGD
+
+    step = WatchedSGD.__dict__["step"]
+    WatchedSGD(Recorder(torch.zeros(2, 3), torch.zeros(2)), RecordingLoss(), lr=0.1)
+    assert WatchedSGD.__dict__["step"] is step and not hasattr(step, "__wrapped__")

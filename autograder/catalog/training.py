@@ -185,6 +185,11 @@ class WatchedSGD(torch.optim.SGD):
                               for p, e in zip(params, expected)))
         return super().step(closure)
 
+    # torch.optim.Optimizer.__init__ wraps a class's step() in a profiling hook the first time the
+    # class is instantiated, which would change the grader's own code while a learner's loop runs
+    # (and the worker would take it for tampering). Marked as already hooked, it is left alone.
+    step.hooked = True
+
 
 def loader_of(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> DataLoader:
     """A loader on the CPU, in order, as a learner would get one; the loop moves batches to the device."""
