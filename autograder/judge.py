@@ -81,7 +81,7 @@ def measure(exercise: Exercise, case: Case, expected: dict, got: dict) -> tuple[
         value = rule.metric(got["data"], expected["data"])
     except ValueError as e:  # the output's shape or type does not fit: the metric says why
         return 0.0, Failure(case.group, "", str(e), "shape", exercise.hint_for(case.group, "shape")), ""
-    measured = f"{rule.name} {value:.4g}{' ' + rule.unit if rule.unit else ''} on {case.note}"
+    measured = f"{rule.name} {value:.3f}{' ' + rule.unit if rule.unit else ''} on {case.note}"
     fraction = rule.fraction(value)
     if fraction >= 1.0:
         return 1.0, None, measured

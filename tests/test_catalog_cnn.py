@@ -1,5 +1,7 @@
 """Lesson 05's catalogue: correct loop-based answers pass, each classic mistake fails with its symptom named."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -143,3 +145,117 @@ def test_max_pool2d_zero_padding():
 
 def test_max_pool2d_forbidden():
     assert check("cnn.max_pool2d", lambda x, kernel_size, stride=None, padding=0: F.max_pool2d(x, kernel_size, stride, padding)).status == "forbidden"
+
+
+# -- cnn.digits_classifier: a trained model, scored by its accuracy on digits the grader draws ----------
+
+class NearestNeighbour(torch.nn.Module):
+    """A good model without training: the label of the closest training image (about 98-99% held out)."""
+
+    def __init__(self, images, labels):
+        super().__init__()
+        self.register_buffer("images", images.flatten(1))
+        self.register_buffer("labels", labels)
+
+    def forward(self, x):
+        nearest = torch.cdist(x.flatten(1), self.images).argmin(dim=1)
+        return F.one_hot(self.labels[nearest], 10).float()
+
+
+class NearestCentroid(torch.nn.Module):
+    """A poorer model: minus the distance to each class's mean image (about 90% held out)."""
+
+    def __init__(self, images, labels):
+        super().__init__()
+        self.register_buffer("centroids", torch.stack([images[labels == k].flatten(1).mean(0) for k in range(10)]))
+
+    def forward(self, x):
+        return -torch.cdist(x.flatten(1), self.centroids)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from minidl.data import load_digits
+
+    return load_digits(flatten=False)
+
+
+def test_digits_classifier_good_model_gets_full_points(digits):
+    result = check("cnn.digits_classifier", NearestNeighbour(digits.x_train, digits.y_train), hidden=True)
+    assert result.passed and result.score == result.max_score, result
+    assert "accuracy 0.9" in result.message and "held-out digits" in result.message
+
+
+def test_digits_classifier_poor_model_gets_partial_points_naming_the_accuracy(digits):
+    result = check("cnn.digits_classifier", NearestCentroid(digits.x_train, digits.y_train))
+    assert not result.passed and 0 < result.score < result.max_score, result
+    failure = result.failures[0]
+    assert failure.symptom == "metric" and re.search(r"accuracy 0\.(8[1-9]|9[0-6])", failure.message)
+    assert "full points from 0.97" in failure.message and "of the points" in failure.message
+
+
+def test_digits_classifier_untrained_network_scores_zero():
+    from minidl.cnn import LeNet
+
+    torch.manual_seed(0)
+    result = check("cnn.digits_classifier", LeNet(image_size=8))
+    assert result.score == 0 and result.failures[0].symptom == "metric" and "accuracy 0." in result.message
+
+
+def test_digits_classifier_that_is_not_a_model():
+    missing = check("cnn.digits_classifier", "my model")
+    assert missing.status == "missing" and "not a trained model" in missing.message
+    # as the CLI's worker runs it: the object gets to the probe, which says what is wrong
+    from autograder import oracle
+    from autograder.catalog import EXERCISES
+    from autograder.check import run_and_judge
+
+    data = oracle.cases_and_expected(["cnn.digits_classifier"])["cnn.digits_classifier"]
+    result = run_and_judge(EXERCISES["cnn.digits_classifier"], {"weights": 1}, data["cases"], data["expected"])
+    assert result.score == 0 and "should be your trained model" in result.message and "dict" in result.message
+
+
+def test_digits_classifier_that_raises_or_returns_the_wrong_shape():
+    flat = check("cnn.digits_classifier", torch.nn.Linear(64, 10))          # expects [N, 64], gets [N, 1, 8, 8]
+    assert flat.score == 0 and "your model raised RuntimeError" in flat.message
+    assert "[N, 1, 8, 8]" in flat.failures[0].hint
+    probs = check("cnn.digits_classifier", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5)))
+    assert probs.score == 0 and "logits [300, 10]" in probs.message and "[300, 5]" in probs.message
+
+
+def test_digits_classifier_not_implemented_forward():
+    class Stub(torch.nn.Module):
+        def forward(self, x):
+            raise NotImplementedError()
+
+    assert check("cnn.digits_classifier", Stub()).status == "not_implemented"
+
+
+def test_digits_classifier_cases_never_carry_the_labels():
+    from autograder import oracle
+
+    public = oracle.cases_and_expected(["cnn.digits_classifier"])["cnn.digits_classifier"]
+    hidden = oracle.cases_and_expected(["cnn.digits_classifier"], hidden=True)["cnn.digits_classifier"]
+    for data in (public, hidden):
+        assert all(case.answer is None for case in data["cases"])
+        assert data["expected"][0]["kind"] == "tensor" and data["expected"][0]["shape"] == [300]
+    assert not torch.equal(public["cases"][0].args[0], hidden["cases"][0].args[0])  # another draw
+
+
+def test_digits_classifier_is_measured_in_eval_mode(digits):
+    class TrainModeSaboteur(NearestNeighbour):
+        def forward(self, x):
+            out = super().forward(x)
+            return out.flip(1) if self.training else out        # wrong in train mode only
+
+    assert check("cnn.digits_classifier", TrainModeSaboteur(digits.x_train, digits.y_train)).passed
+
+
+def test_threshold_shares_points_linearly_both_ways():
+    from autograder.exercise import Threshold
+
+    accuracy = Threshold("accuracy", lambda o, a: 0.0, full=0.97, zero=0.80)
+    assert [accuracy.fraction(v) for v in (1.0, 0.97, 0.885, 0.80, 0.1)] == pytest.approx([1, 1, 0.5, 0, 0])
+    loss = Threshold("validation loss", lambda o, a: 0.0, full=2.0, zero=2.4)
+    assert [loss.fraction(v) for v in (1.5, 2.0, 2.2, 2.4, 9.0, float("nan"))] == pytest.approx([1, 1, 0.5, 0, 0, 0])
+    assert "from 0.97" in accuracy.goal() and "at 2 or below" in loss.goal()

@@ -2,9 +2,12 @@
 
 import math
 
+import pytest
 import torch
+import torch.nn.functional as F
 
 from autograder import check
+from minidl import text
 
 
 def lin(x, W, b):
@@ -141,3 +144,93 @@ def test_clip_grad_norm_returns_float():
 def test_clip_grad_norm_forbidden():
     result = check("rnn.clip_grad_norm_", lambda p, m, t=2.0: torch.nn.utils.clip_grad_norm_(p, m, t))
     assert result.status == "forbidden" and "clip_grad_norm_" in result.failures[0].message
+
+
+# -- rnn.char_model: a trained model, scored by its loss on names the grader draws ------------------------
+
+
+class PrefixCounts(torch.nn.Module):
+    """A causal model without training that has seen every name (the held-out ones too): the
+    next character's log-frequency among the names that start with the prefix so far. It
+    returns (logits, None), as an LSTM model returning its state would."""
+
+    def __init__(self, names, vocab):
+        super().__init__()
+        self.vocab, self.table = vocab, {}
+        for name in names:
+            marked = text.BOUNDARY + name + text.BOUNDARY
+            for t in range(1, len(marked)):
+                counts = self.table.setdefault(marked[:t], torch.full((len(vocab),), 0.01))
+                counts[vocab.index[marked[t]]] += 1
+
+    def forward(self, tokens):
+        logits = torch.zeros(*tokens.shape, len(self.vocab))
+        for k, row in enumerate(tokens.tolist()):
+            prefix = ""
+            for t, token in enumerate(row):
+                prefix += self.vocab.chars[token]
+                counts = self.table.get(prefix)
+                if counts is not None:
+                    logits[k, t] = counts.log()
+        return logits, None
+
+
+class Bigram(torch.nn.Module):
+    """The next character's log-frequency after the current one, counted on the training names."""
+
+    def __init__(self, names, vocab):
+        super().__init__()
+        x, y = text.encode_names(names, vocab)
+        keep = y != text.PAD
+        counts = torch.ones(len(vocab), len(vocab)).index_put_((x[keep], y[keep]), torch.ones(int(keep.sum())),
+                                                              accumulate=True)
+        self.register_buffer("log_p", (counts / counts.sum(1, keepdim=True)).log())
+
+    def forward(self, tokens):
+        return self.log_p[tokens]
+
+
+@pytest.fixture(scope="module")
+def names():
+    pytest.importorskip("names")
+    train, _ = text.split_names(text.first_names())
+    return text.first_names(), train, text.names_vocab()
+
+
+def test_char_model_good_model_gets_full_points(names):
+    everyone, _, vocab = names
+    result = check("rnn.char_model", PrefixCounts(everyone, vocab), hidden=True)
+    assert result.passed and result.score == result.max_score, result
+    assert "validation loss" in result.message and "nats per character on 400 held-out names" in result.message
+
+
+def test_char_model_bigram_gets_partial_points_naming_the_loss(names):
+    _, train, vocab = names
+    result = check("rnn.char_model", Bigram(train, vocab))
+    assert not result.passed and 0 < result.score < result.max_score / 2, result
+    failure = result.failures[0]
+    assert failure.symptom == "metric" and "validation loss 2.3" in failure.message
+    assert "full points at 2 or below" in failure.message
+
+
+def test_char_model_that_peeks_at_the_next_character_gains_nothing(names):
+    _, _, vocab = names
+
+    class Peeker(torch.nn.Module):
+        def forward(self, tokens):                       # "predicts" the next input token: not a language model
+            return F.one_hot(tokens.roll(-1, dims=1), len(vocab)).float() * 20
+
+    result = check("rnn.char_model", Peeker())
+    assert result.score == 0 and "validation loss" in result.message
+
+
+def test_char_model_wrong_output_and_not_a_model():
+    result = check("rnn.char_model", torch.nn.Embedding(27, 26))
+    assert result.score == 0 and "[400, 12, 27]" in result.message and "[400, 12, 26]" in result.message
+    assert check("rnn.char_model", 3.0).status == "missing"
+
+    class Stub(torch.nn.Module):
+        def forward(self, tokens):
+            raise NotImplementedError()
+
+    assert check("rnn.char_model", Stub()).status == "not_implemented"
