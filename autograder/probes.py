@@ -9,6 +9,7 @@ switches the exercise's forbidden built-ins off.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -62,12 +63,13 @@ class NotAModel(TypeError):
 def model_output(model: Any, inputs: torch.Tensor) -> torch.Tensor:
     """A trained model's output on the grader's held-out ``inputs``: in eval mode, without
     autograd, on the inputs' device. A model that returns a tuple (logits, state) is read by
-    its first element. The grader measures the output against answers it keeps to itself."""
+    its first element. The grader measures the output against answers it keeps to itself.
+    A copy is evaluated, so the learner's own model keeps its device and its train/eval mode."""
     with learner_code(), torch.no_grad():
         if not callable(model):
             raise NotAModel(f"this should be your trained model (an nn.Module), not an object of type "
                             f"{type(model).__name__}")
         if isinstance(model, torch.nn.Module):
-            model = model.to(inputs.device).eval()       # dropout off, batch norm on its running statistics
+            model = copy.deepcopy(model).to(inputs.device).eval()  # dropout off, batch norm's running statistics
         out = model(inputs)
     return out[0] if type(out) is tuple and len(out) > 0 else out

@@ -259,3 +259,9 @@ def test_threshold_shares_points_linearly_both_ways():
     loss = Threshold("validation loss", lambda o, a: 0.0, full=2.0, zero=2.4)
     assert [loss.fraction(v) for v in (1.5, 2.0, 2.2, 2.4, 9.0, float("nan"))] == pytest.approx([1, 1, 0.5, 0, 0, 0])
     assert "from 0.97" in accuracy.goal() and "at 2 or below" in loss.goal()
+
+
+def test_digits_classifier_check_leaves_the_model_as_it_was(digits):
+    model = NearestNeighbour(digits.x_train, digits.y_train).train()
+    check("cnn.digits_classifier", model)
+    assert model.training
