@@ -111,7 +111,7 @@ def release(pid: int) -> None:
     folder = cgroup(pid)
     if not folder.is_dir():
         return
-    for _ in range(50):
+    for _ in range(150):  # killed processes leave the cgroup once reaped, which can take seconds
         try:
             pids = [int(p) for p in (folder / "cgroup.procs").read_text().split()]
         except OSError:

@@ -6,6 +6,7 @@ Data flows one way: notebook -> learner definitions -> cases run in a worker -> 
 
 from __future__ import annotations
 
+import difflib
 import os
 import pathlib
 import secrets
@@ -52,6 +53,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     hidden: bool = False
+    repairs: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -65,7 +67,7 @@ class Report:
     def to_dict(self) -> dict:
         return {
             "notebook": self.notebook, "lesson": self.lesson, "score": self.score, "max_score": self.max_score,
-            "hidden_cases": self.hidden, "problems": self.problems, "seconds": round(self.seconds, 1),
+            "hidden_cases": self.hidden, "problems": self.problems, "repairs": self.repairs, "seconds": round(self.seconds, 1),
             "exercises": [r.to_dict() for r in self.results],
         }
 
@@ -73,6 +75,7 @@ class Report:
         width = max([len(r.exercise) for r in self.results] + [8])
         lines = [f"{self.notebook}  (lesson {self.lesson or '?'})"]
         lines += [f"  ! {p}" for p in self.problems]
+        lines += [f"  ~ {r}" for r in self.repairs]
         for r in self.results:
             lines.append(f"  {r.exercise:<{width}}  {r.points:>5g} / {r.max_score:<3g} {'ok ' if r.passed else '-- '} {r.message}")
         pct = 100 * self.score / self.max_score if self.max_score else 0.0
@@ -83,6 +86,13 @@ class Report:
 
 def zero(exercise, status: str, note: str) -> Result:
     return Result(exercise.id, exercise.title, 0.0, exercise.points, 0, 0, status=status, note=note)
+
+
+def missing_note(name: str, callables: set[str]) -> str:
+    """'one_hot is not defined in the notebook (did you rename it? the notebook has onehot)'."""
+    close = difflib.get_close_matches(name, sorted(callables), n=2, cutoff=0.7)
+    return f"{name} is not defined in the notebook" + (
+        f" (did you rename it? the notebook defines {' and '.join(close)})" if close else "")
 
 
 def expected_values(key: str, hidden: bool) -> tuple[dict, dict]:
@@ -101,18 +111,21 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
     limits = limits or Limits()
     path = pathlib.Path(path)
     hidden = oracle.read_secret() is not None if hidden is None else hidden
-    nb, problem = notebook.read(path)
+    loaded = notebook.read(path)
+    nb = loaded.nb
     key = notebook.lesson_key(nb, path)
-    report = Report(str(path), key, hidden=hidden)
-    if problem:
-        report.problems.append(problem)
+    report = Report(str(path), key, hidden=hidden, repairs=list(loaded.repairs))
+    if loaded.problem:
+        report.problems.append(loaded.problem)
     if key is None:
-        report.problems.append("could not tell which lesson this notebook belongs to")
+        report.problems.append("could not tell which lesson this notebook belongs to (no minidl metadata, "
+                               "no lesson in its name, no check calls)")
         return report
     exercises = list(LESSONS[key].exercises)
     if nb is None:
-        report.results = [zero(e, "error", "the notebook could not be read") for e in exercises]
+        report.results = [zero(e, "error", f"the notebook could not be read: {loaded.problem}") for e in exercises]
         return report
+    report.repairs += notebook.diagnose(nb, key)
     with tempfile.TemporaryDirectory(prefix="minidl-grade-", ignore_cleanup_errors=True) as tmp:
         tmp = pathlib.Path(tmp)
         os.chmod(tmp, 0o711)  # learner processes may reach their own folder, not list others'
@@ -126,7 +139,7 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
         for exercise in exercises:
             state = run.definitions.get(exercise.name, "missing")
             if state != "ok":
-                note = (f"{exercise.name} is not defined in the notebook" if state == "missing"
+                note = (missing_note(exercise.name, run.callables) if state == "missing"
                         else f"{exercise.name} could not be taken out of the notebook ({state})")
                 report.results.append(zero(exercise, "missing", note))
                 continue

@@ -50,6 +50,7 @@ def __minidl_extract(names, folder):
             f.write(data)
         os.replace(os.path.join(folder, name + ".pkl.tmp"), os.path.join(folder, name + ".pkl"))
         index[name] = "ok"
+    index["__callables__"] = sorted(k for k, v in globals().items() if callable(v) and not k.startswith("_"))[:500]
     with open(os.path.join(folder, "index.json"), "w") as f:
         json.dump(index, f)
 __minidl_extract(%r, %r)
@@ -65,6 +66,7 @@ class Execution:
     """What happened when the notebook ran: definitions found and the problems met on the way."""
 
     definitions: dict[str, str] = field(default_factory=dict)  # name -> "ok" | "missing" | reason
+    callables: set[str] = field(default_factory=set)  # every function or class name the notebook had
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
     restarts: int = 0
@@ -95,13 +97,87 @@ class QuietClient(NotebookClient):
         return None
 
 
-def read(path: pathlib.Path) -> tuple[nbformat.NotebookNode | None, str]:
-    """The notebook (upgraded to nbformat 4), or None and the reason it cannot be read."""
+@dataclass
+class Loaded:
+    """A notebook as read: ``nb`` is None when it cannot be read (``problem`` says why);
+    ``repairs`` says what was fixed to read it, ``notes`` what nbgrader would reject."""
+
+    nb: nbformat.NotebookNode | None
+    problem: str = ""
+    repairs: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def read(path: pathlib.Path) -> Loaded:
+    """Read a notebook whatever state it is in: the JSON, then the format version, then each cell."""
     try:
-        nb = nbformat.read(str(path), as_version=4)
-    except Exception as e:  # corrupt JSON, not a notebook, unreadable file
-        return None, f"the file is not a readable notebook ({type(e).__name__}: {str(e)[:200]})"
-    return nb, ""
+        text = pathlib.Path(path).read_bytes().decode("utf-8", errors="replace").lstrip("\ufeff")
+    except OSError as e:
+        return Loaded(None, f"the file cannot be read ({e.strerror})")
+    loaded = Loaded(None)
+    try:
+        raw, end = json.JSONDecoder().raw_decode(text.lstrip())
+        if text.lstrip()[end:].strip():
+            loaded.repairs.append("ignored text after the end of the notebook's JSON")
+    except ValueError as e:
+        return Loaded(None, f"the file is not a notebook: its JSON is broken ({str(e)[:120]})")
+    if not isinstance(raw, dict) or not isinstance(raw.get("cells", raw.get("worksheets")), list):
+        return Loaded(None, "the file is JSON but not a notebook (it has no cells)")
+    version = raw.get("nbformat")
+    if version != 4:
+        try:
+            raw = nbformat.convert(nbformat.from_dict(raw), 4)
+            loaded.repairs.append(f"converted from nbformat {version} to 4")
+        except Exception:
+            loaded.repairs.append(f"read as nbformat 4 although it says {version!r}")
+    loaded.nb = rebuild(raw, loaded.repairs)
+    return loaded
+
+
+def rebuild(raw: dict, repairs: list[str]) -> nbformat.NotebookNode:
+    """A valid nbformat-4 notebook from the cells of ``raw``, each repaired as needed."""
+    cells = []
+    for number, cell in enumerate(raw.get("cells") or [], start=1):
+        if not isinstance(cell, dict):
+            repairs.append(f"dropped cell {number}, which is not a cell")
+            continue
+        source = cell.get("source", "")
+        if isinstance(source, list):
+            source = "".join(str(s) for s in source)
+        elif not isinstance(source, str):
+            repairs.append(f"cell {number} had no readable source")
+            source = ""
+        metadata = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        kind = cell.get("cell_type")
+        grader = metadata.get("nbgrader") if isinstance(metadata.get("nbgrader"), dict) else {}
+        if kind != "code" and (grader.get("solution") or grader.get("grade")) and grader.get("cell_type", "code") == "code":
+            repairs.append(f"cell {number} is an exercise cell turned into {kind}: run as code again")
+            kind = "code"
+        if kind not in ("code", "markdown", "raw"):
+            repairs.append(f"cell {number} had an unknown type {kind!r}: kept as raw text")
+            kind = "raw"
+        make = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
+                "raw": nbformat.v4.new_raw_cell}[kind]
+        cells.append(make(source=source, metadata=metadata))
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    return nbformat.v4.new_notebook(cells=cells, metadata=metadata)
+
+
+def diagnose(nb: nbformat.NotebookNode, key: str) -> list[str]:
+    """What nbgrader's autograde would stumble on (the CLI grades the notebook all the same)."""
+    notes, seen = [], {}
+    for cell in nb.cells:
+        grade_id = (cell.metadata.get("nbgrader") or {}).get("grade_id")
+        if grade_id:
+            seen[grade_id] = seen.get(grade_id, 0) + 1
+    for grade_id, count in seen.items():
+        if count > 1:
+            notes.append(f"grade id {grade_id!r} appears in {count} cells (copied cells); nbgrader would reject this")
+    for exercise in LESSONS[key].exercises:
+        if f"test_{exercise.name}" not in seen:
+            notes.append(f"the test cell of {exercise.id} was deleted or its metadata changed; nbgrader would "
+                         "not grade it")
+    return notes
 
 
 def lesson_key(nb: nbformat.NotebookNode | None, path: pathlib.Path) -> str | None:
@@ -162,6 +238,7 @@ class Runner:
         self.slot = len(nb.cells)  # where the grader's own hidden cells run
         nb.cells.append(nbformat.v4.new_code_cell(""))
         self.index: dict[str, str] = {}
+        self.callables: set[str] = set()  # the functions and classes the notebook defined
         self.pids: list[int] = []  # every kernel process started, for ``release``
 
     def start(self):
@@ -238,7 +315,11 @@ class Runner:
             found = json.loads((self.defs / "index.json").read_text())
         except (OSError, ValueError):
             return
-        for name, state in found.items() if isinstance(found, dict) else ():
+        if not isinstance(found, dict):
+            return
+        if isinstance(found.get("__callables__"), list):
+            self.callables = {str(n)[:100] for n in found["__callables__"]}
+        for name, state in found.items():
             if name in self.names and isinstance(state, str):
                 self.index[name] = "ok" if state == "ok" else state[:300]
 
@@ -278,6 +359,7 @@ def execute(nb: nbformat.NotebookNode, names: list[str], scratch: pathlib.Path, 
         result.problems.append(f"the notebook printed {result.output_chars / 1e6:.1f} million characters "
                                "(not kept; only the exercises are graded)")
     result.definitions = {n: runner.index.get(n, "missing") for n in names}
+    result.callables = runner.callables
     result.seconds = time.monotonic() - start
     return result
 
