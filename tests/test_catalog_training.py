@@ -245,3 +245,23 @@ def test_the_watched_optimizer_keeps_its_own_step():
     step = WatchedSGD.__dict__["step"]
     WatchedSGD(Recorder(torch.zeros(2, 3), torch.zeros(2)), RecordingLoss(), lr=0.1)
     assert WatchedSGD.__dict__["step"] is step and not hasattr(step, "__wrapped__")
+
+
+def test_float64_inputs_are_checked_and_computing_in_float64_passes():
+    from autograder.catalog import EXERCISES
+    from autograder.oracle import PUBLIC_SEED, make_cases
+
+    logits = [c.args[0] for c in make_cases(EXERCISES["losses.cross_entropy"], PUBLIC_SEED, ["cpu"])]
+    assert {z.dtype for z in logits} == {torch.float32, torch.float64}
+    for eid in ("optim.SGD", "optim.Adam"):
+        params = [c.kwargs["params"][0] for c in make_cases(EXERCISES[eid], PUBLIC_SEED, ["cpu"])]
+        assert {p.dtype for p in params} == {torch.float32, torch.float64}, eid
+
+    def in_float64(logits, targets, reduction="mean"):
+        z = logits.double()
+        m = z.max(dim=1, keepdim=True).values
+        loss = m.squeeze(1) + (z - m).exp().sum(dim=1).log() - z.gather(1, targets[:, None]).squeeze(1)
+        return {"mean": loss.mean(), "sum": loss.sum(), "none": loss}[reduction].to(logits.dtype)
+
+    result = check("losses.cross_entropy", in_float64)
+    assert result.passed and result.score == result.max_score, str(result)

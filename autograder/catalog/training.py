@@ -79,8 +79,8 @@ def optimizer_probe(fn, params: list, grads: list, hp: dict) -> dict:
             "parameters after each step": [torch.stack(t) for t in trajectory]}
 
 
-def optimizer_case(draw, hp: dict, steps: int = 5) -> Case:
-    dtype = draw.dtype()
+def optimizer_case(draw, hp: dict, steps: int = 5, dtype: torch.dtype | None = None) -> Case:
+    dtype = dtype or draw.dtype()
     shapes = [draw.shape(draw.rng.randint(1, 2), 1, 4) for _ in range(draw.rng.randint(1, 3))]
     params = [draw.randn(*s, dtype=dtype) for s in shapes]
     grads = [[draw.randn(*s, dtype=dtype) for s in shapes] for _ in range(steps)]
@@ -91,8 +91,8 @@ def optimizer_case(draw, hp: dict, steps: int = 5) -> Case:
 
 
 def sgd_plain(draw):
-    for lr in (0.1, 0.5):
-        yield optimizer_case(draw, {"lr": lr}, steps=3)
+    for lr, dtype in ((0.1, torch.float32), (0.5, torch.float64)):       # both dtypes, whatever the draws
+        yield optimizer_case(draw, {"lr": lr}, steps=3, dtype=dtype)
 
 
 def sgd_momentum(draw):
@@ -115,8 +115,8 @@ def sgd_nesterov(draw):
 
 
 def adam_defaults(draw):
-    yield optimizer_case(draw, {}, steps=3)
-    yield optimizer_case(draw, {"lr": 0.1})
+    yield optimizer_case(draw, {}, steps=3, dtype=torch.float32)        # both dtypes, whatever the draws
+    yield optimizer_case(draw, {"lr": 0.1}, dtype=torch.float64)
 
 
 def adam_betas(draw):
