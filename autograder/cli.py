@@ -1,9 +1,10 @@
-"""The command line: ``python -m autograder list | grade``."""
+"""The command line: ``python -m autograder list | grade | batch | progress``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 
 from .catalog import LESSONS
@@ -20,15 +21,49 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_grade(args: argparse.Namespace) -> int:
-    from .grading import Limits, grade_notebook
+def limits(args: argparse.Namespace):
+    from .grading import Limits
 
-    report = grade_notebook(args.notebook, Limits(cell=args.cell_timeout, notebook=args.timeout))
+    return Limits(cell=args.cell_timeout, notebook=args.timeout, exercise=args.exercise_timeout, memory=args.memory)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from .grading import grade_notebook
+
+    report = grade_notebook(args.notebook, limits(args))
     print(report.table())
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report.to_dict(), f, indent=2)
     return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from . import batch
+
+    folder = pathlib.Path(args.folder)
+    if not folder.is_dir():
+        print(f"{folder} is not a folder", file=sys.stderr)
+        return 2
+    rows = batch.run(folder, pathlib.Path(args.out), workers=args.workers, limits=limits(args))
+    students = len({r["student"] for r in rows})
+    print(f"{len(rows)} rows for {students} students in {args.out}; JSON and HTML feedback in "
+          f"{pathlib.Path(args.out).with_suffix('')}/")
+    return 0
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from .progress import progress
+
+    print(progress(pathlib.Path(args.folder), limits(args), refresh=args.refresh))
+    return 0
+
+
+def add_limits(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell (default 120)")
+    p.add_argument("--timeout", type=float, default=900, help="seconds for the whole notebook (default 900)")
+    p.add_argument("--exercise-timeout", type=float, default=300, help="seconds to check one exercise (default 300)")
+    p.add_argument("--memory", type=int, default=8192, help="MB of address space for learner code (default 8192)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,9 +75,21 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("grade", help="run a notebook headless and grade every exercise of its lesson")
     p.add_argument("notebook")
     p.add_argument("--json", metavar="FILE", help="also write the report as JSON")
-    p.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell (default 120)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds for the whole notebook (default 900)")
+    add_limits(p)
     p.set_defaults(run=cmd_grade)
+    p = sub.add_parser("batch", help="grade a folder of submissions (LMS download or nbgrader's submitted/) "
+                                     "in parallel; resumable")
+    p.add_argument("folder")
+    p.add_argument("--out", default="grades.csv", help="the CSV (default grades.csv); JSON and HTML go to "
+                                                       "the folder of the same name")
+    p.add_argument("--workers", type=int, default=1, help="notebooks graded at once (default 1)")
+    add_limits(p)
+    p.set_defaults(run=cmd_batch)
+    p = sub.add_parser("progress", help="your progress across the course: grade every lesson notebook in a folder")
+    p.add_argument("folder", nargs="?", default="lessons")
+    p.add_argument("--refresh", action="store_true", help="grade again even notebooks that have not changed")
+    add_limits(p)
+    p.set_defaults(run=cmd_progress)
     args = parser.parse_args(argv)
     return args.run(args)
 
