@@ -39,6 +39,7 @@ class Submission:
     student: str
     lesson: str | None
     path: pathlib.Path
+    assignment: str | None = None  # nbgrader's assignment folder, where there is one
 
     @property
     def key(self) -> str:
@@ -78,13 +79,15 @@ def discover(folder: pathlib.Path) -> tuple[list[Submission], list[str]]:
         rel = path.relative_to(folder)
         if ".ipynb_checkpoints" in rel.parts:
             continue
+        assignment = None
         if len(rel.parts) == 3:  # nbgrader: <student>/<assignment>/<notebook>
             student, lesson = safe(rel.parts[0]), lesson_in(rel.parts[1]) or lesson_in(path.name)
+            assignment = rel.parts[1]
         elif len(rel.parts) == 2 and not lesson_in(rel.parts[0]):  # a folder per student (Moodle)
             student, lesson = student_from_name(rel.parts[0]), lesson_in(path.name)
         else:
             student, lesson = student_from_name(path.stem), lesson_in(path.name)
-        sub = Submission(student, lesson, path)
+        sub = Submission(student, lesson, path, assignment)
         old = found.get((student, sub.key))
         if old is not None:
             newer, older = sorted([old, sub], key=lambda s: s.path.stat().st_mtime, reverse=True)
@@ -202,6 +205,43 @@ def write_outputs(subs: list[Submission], out: pathlib.Path, csv_path: pathlib.P
         write_atomic(out / f"{student}.json", json.dumps(summary, indent=1))
         write_atomic(out / f"{student}.html", feedback_page(student, reports))
     return rows
+
+
+def write_gradebook(url: str, subs: list[Submission], out: pathlib.Path) -> int:
+    """Write each exercise's score into nbgrader's gradebook as the manual score of its test cell
+    (nbgrader counts a manual score over its own autograde score). A submission that nbgrader has
+    not seen (an LMS download) is added to the gradebook first. Returns the grades written."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    written = 0
+    with Gradebook(url) as gb:
+        for sub in subs:
+            try:
+                report = json.loads(unit_file(out, sub).read_text())
+            except (OSError, ValueError):
+                continue
+            assignment = sub.assignment or sub.lesson
+            notebook = sub.path.stem if sub.assignment else sub.lesson
+            try:
+                gb.find_submission(assignment, sub.student)
+            except MissingEntry:
+                try:
+                    gb.update_or_create_student(sub.student)
+                    gb.add_submission(assignment, sub.student)
+                except (MissingEntry, ValueError) as e:
+                    print(f"gradebook: {sub.student}/{assignment} not written ({e}); run nbgrader "
+                          "generate_assignment for it first", file=sys.stderr)
+                    continue
+            for e in report["exercises"]:
+                try:
+                    grade = gb.find_grade(f"test_{e['id'].split('.', 1)[1]}", notebook, assignment, sub.student)
+                except MissingEntry:
+                    print(f"gradebook: no test cell for {e['id']} in {assignment}/{notebook}", file=sys.stderr)
+                    continue
+                grade.manual_score = e["score"]
+                written += 1
+            gb.db.commit()
+    return written
 
 
 def feedback_page(student: str, reports: list[dict]) -> str:

@@ -49,6 +49,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     students = len({r["student"] for r in rows})
     print(f"{len(rows)} rows for {students} students in {args.out}; JSON and HTML feedback in "
           f"{pathlib.Path(args.out).with_suffix('')}/")
+    if args.gradebook:
+        subs, _ = batch.discover(folder)
+        written = batch.write_gradebook(args.gradebook, subs, pathlib.Path(args.out).with_suffix(""))
+        print(f"{written} scores written into the gradebook {args.gradebook}")
     return 0
 
 
@@ -83,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="grades.csv", help="the CSV (default grades.csv); JSON and HTML go to "
                                                        "the folder of the same name")
     p.add_argument("--workers", type=int, default=1, help="notebooks graded at once (default 1)")
+    p.add_argument("--gradebook", metavar="URL", help="also write the scores into nbgrader's gradebook, e.g. "
+                                                      "sqlite:///course/gradebook.db or postgresql://...")
     add_limits(p)
     p.set_defaults(run=cmd_batch)
     p = sub.add_parser("progress", help="your progress across the course: grade every lesson notebook in a folder")
