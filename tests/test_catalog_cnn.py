@@ -265,3 +265,12 @@ def test_digits_classifier_check_leaves_the_model_as_it_was(digits):
     model = NearestNeighbour(digits.x_train, digits.y_train).train()
     check("cnn.digits_classifier", model)
     assert model.training
+
+
+def test_digits_classifier_threshold_is_the_one_the_notebook_states():
+    from autograder.catalog import EXERCISES
+    from tests.conftest import ROOT
+
+    rule = EXERCISES["cnn.digits_classifier"].threshold
+    notebook = (ROOT / "course" / "source" / "05_cnn" / "05_cnn.ipynb").read_text()
+    assert f"full points from {rule.full:.2f}" in notebook and f"none at {rule.zero:.2f} or below" in notebook

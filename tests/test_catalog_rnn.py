@@ -234,3 +234,12 @@ def test_char_model_wrong_output_and_not_a_model():
             raise NotImplementedError()
 
     assert check("rnn.char_model", Stub()).status == "not_implemented"
+
+
+def test_char_model_threshold_is_the_one_the_notebook_states():
+    from autograder.catalog import EXERCISES
+    from tests.conftest import ROOT
+
+    rule = EXERCISES["rnn.char_model"].threshold
+    notebook = (ROOT / "course" / "source" / "06_rnn" / "06_rnn.ipynb").read_text()
+    assert f"below {rule.full:.1f} nats per character" in notebook and f"none from {rule.zero:.1f}" in notebook
