@@ -1,6 +1,6 @@
 """Confinement for processes that run learner code: resource limits and an unprivileged user.
 
-    python -m autograder.confine --memory MB --cpu S --processes N --files MB [--home DIR] [--own PATH]... -- CMD...
+    python autograder/confine.py --memory MB --cpu S --processes N --files MB [--home DIR] [--own PATH]... -- CMD...
 
 sets the limits, and, when started as root, gives the paths in ``--own`` to the unprivileged
 user ``nobody`` and becomes that user, then replaces itself with CMD. The learner's kernel and
@@ -52,7 +52,8 @@ class Confinement:
 
     def prefix(self, home: str | None = None, own: tuple[str, ...] = ()) -> list[str]:
         """The command-line prefix that starts a command under these limits."""
-        cmd = [sys.executable, "-m", "autograder.confine", "--memory", str(self.memory), "--cpu", str(self.cpu),
+        # Run as a script, not ``-m autograder.confine``: importing the package would import torch.
+        cmd = [sys.executable, os.path.abspath(__file__), "--memory", str(self.memory), "--cpu", str(self.cpu),
                "--processes", str(self.processes), "--files", str(self.files)]
         if home:
             cmd += ["--home", home]
@@ -77,9 +78,10 @@ def sandbox_user() -> pwd.struct_passwd | None:
     run this Python and import the course; else None (learner code runs as the grader's user)."""
     if os.geteuid() != 0:
         return None
-    import torch
+    import importlib.util
 
-    needed = (sys.executable, __file__, torch.__file__)
+    torch = importlib.util.find_spec("torch")
+    needed = (sys.executable, __file__, torch.origin if torch and torch.origin else "/")
     if not all(reachable_by_others(p) for p in needed):
         return None
     try:
