@@ -112,8 +112,8 @@ def release(pid: int) -> None:
     """Kill every process left in the cgroup of confined process ``pid`` and remove the cgroup."""
     folder = cgroup(pid)
     if not folder.is_dir():
-        return
-    for _ in range(150):  # killed processes leave the cgroup once reaped, which can take seconds
+        return sweep()
+    for _ in range(50):  # killed processes leave the cgroup once reaped
         try:
             pids = [int(p) for p in (folder / "cgroup.procs").read_text().split()]
         except OSError:
@@ -125,9 +125,22 @@ def release(pid: int) -> None:
                 pass
         try:
             folder.rmdir()
-            return
+            break
         except OSError:
             time.sleep(0.1)
+    sweep()
+
+
+def sweep() -> None:
+    """Remove the empty cgroups of confined processes that are gone (their last processes were
+    reaped after ``release`` gave up waiting)."""
+    for folder in PIDS_CGROUP.glob("minidl-*") if PIDS_CGROUP.is_dir() else ():
+        try:
+            pid = int(folder.name.split("-", 1)[1])
+            if not (folder / "cgroup.procs").read_text().split() and not os.path.exists(f"/proc/{pid}"):
+                folder.rmdir()
+        except (OSError, ValueError):
+            continue
 
 
 def tasks_of(uid: int) -> int:

@@ -12,14 +12,14 @@ mechanisms cover the ways Python can reach a function:
   a module class's ``forward``) has its code object swapped, so aliases reach the refusal too;
 - anything else (a C-level function outside PyTorch) is replaced on its module.
 
-Three more guards close the routes around those: a ``TorchDispatchMode`` refuses the named
-ATen operators however they are reached (``torch._C._nn.im2col``, ``torch._softmax``, a
-composite built-in that decomposes into one); a C built-in is also refused under its other
-names in ``torch._C`` (``torch._C._nn.one_hot`` for ``F.one_hot``, ``torch.ops.aten.one_hot``);
-and a profile hook refuses every call of code equal to a refused Python function's, which is
-what the reference becomes when it is imported again under another name, reloaded, or rebuilt
-with ``types.FunctionType(ref.__code__, ...)``. While a sandbox is active, learner code cannot
-switch that hook off (``sys.setprofile``/``sys.settrace`` are refused by an audit hook).
+Two more guards close the routes around those: the torch-function mode also refuses C
+built-ins by name, so a forbidden built-in is refused under its other names in ``torch._C``
+(``torch._C._nn.one_hot`` for ``F.one_hot``, ``torch.ops.aten.one_hot``) and a named ATen
+operator through its private bindings (``torch._C._nn.im2col``, ``torch._softmax``,
+``torch._VF.cdist``); and code equal to a refused Python function's, which is what the
+reference becomes when it is imported again under another name or reloaded, is refused when
+it is executed inside the sandbox (an audit hook on ``exec``), and found by ``copies_of`` in
+a learner's definition (``types.FunctionType(ref.__code__, ...)`` built in the notebook).
 
 A refusal raises ``ForbiddenCall`` and is also recorded, so learner code that swallows the
 exception with a broad ``except`` is still caught.
@@ -31,13 +31,11 @@ import contextlib
 import fnmatch
 import importlib
 import sys
-import threading
 import types
 from collections.abc import Iterable
 from typing import Any
 
 from torch.overrides import TorchFunctionMode
-from torch.utils._python_dispatch import TorchDispatchMode
 
 
 class ForbiddenCall(Exception):
@@ -104,7 +102,10 @@ class _Refuse(TorchFunctionMode):
 
     def __init__(self, by_id: dict[int, str], ops: set[str], builtins: dict[str, str]):
         super().__init__()
-        self.by_id, self.ops, self.builtins = by_id, ops, builtins
+        self.by_id, self.ops, self.builtins = by_id, ops, dict(builtins)
+        for op in ops:  # ATen operators through their C bindings: torch._C._nn.im2col, torch._softmax
+            bare = op.split("::", 1)[1].split(".")[0]
+            self.builtins.setdefault(bare, f"torch.ops.aten.{bare}")
 
     def __torch_function__(self, func, types_, args=(), kwargs=None):
         name = self.by_id.get(id(func))
@@ -121,35 +122,59 @@ class _Refuse(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-class _RefuseOps(TorchDispatchMode):
-    """Refuses the named ATen operators at the dispatcher, whatever Python route reached them."""
-
-    def __init__(self, ops: set[str]):
-        super().__init__()
-        self.ops = ops
-
-    def __torch_dispatch__(self, func, types_, args=(), kwargs=None):
-        if func._schema.name in self.ops:
-            refuse(f"torch.ops.{func._schema.name.replace('::', '.')}")
-        return func(*args, **(kwargs or {}))
-
-
 _guarded: list[frozenset] = []  # code objects refused by value, one set per active sandbox
-_unhooking: list[bool] = []  # set while Python removes the profile hook after it refused a call
+
+
+def nested_codes(code: types.CodeType):
+    """``code`` and every code object defined inside it (functions, classes, lambdas)."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from nested_codes(const)
 
 
 def _audit(event: str, args: tuple) -> None:
-    if _guarded and event in ("sys.setprofile", "sys.settrace"):
-        if _unhooking:
-            _unhooking.clear()
-            return
-        refuse(event)
+    """While a sandbox is active: refuse executing a module that defines the reference again."""
+    if _guarded and event == "exec" and isinstance(args[0], types.CodeType):
+        for code in nested_codes(args[0]):
+            if code in _guarded[-1]:
+                refuse(f"{code.co_name} (minidl's reference under another name)")
 
 
-def _profile(frame, event, arg):
-    if event == "call" and _guarded and frame.f_code in _guarded[-1]:
-        _unhooking.append(True)  # Python unsets a profile hook that raises
-        refuse(f"{frame.f_code.co_name} (minidl's reference under another name)")
+def copies_of(obj: Any, codes: frozenset, depth: int = 0, seen: set | None = None) -> list[str]:
+    """Names of the functions reachable from a learner's definition ``obj`` (its code, closures,
+    methods, the notebook globals it uses) whose code equals one of ``codes``."""
+    seen = set() if seen is None else seen
+    if depth > 8 or id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    found, inner = [], []
+    if isinstance(obj, types.FunctionType):
+        found += [c.co_name for c in nested_codes(obj.__code__) if c in codes]
+        inner = [cell.cell_contents for cell in obj.__closure__ or () if _filled(cell)]
+        if obj.__globals__.get("__name__") in ("__main__", None):  # the notebook's, not a library's
+            inner += [obj.__globals__.get(name) for name in obj.__code__.co_names]
+    elif isinstance(obj, type):
+        inner = list(vars(obj).values())
+    elif isinstance(obj, staticmethod | classmethod):
+        inner = [obj.__func__]
+    elif isinstance(obj, property):
+        inner = [obj.fget, obj.fset, obj.fdel]
+    elif isinstance(obj, list | tuple | set | frozenset):
+        inner = list(obj)
+    elif isinstance(obj, dict):
+        inner = list(obj.values())
+    for item in inner:
+        found += copies_of(item, codes, depth + 1, seen)
+    return found
+
+
+def _filled(cell) -> bool:
+    try:
+        cell.cell_contents
+        return True
+    except ValueError:
+        return False
 
 
 class Sandbox:
@@ -185,25 +210,16 @@ class Sandbox:
                 setattr(owner, attr, _refuser(label))
         self._mode = _Refuse(self.by_id, self.ops, self.builtins)
         self._mode.__enter__()
-        self._ops_mode = _RefuseOps(self.ops) if self.ops else None
-        if self._ops_mode:
-            self._ops_mode.__enter__()
+        self.codes = frozenset(codes)
         self._guard = bool(codes)
         if self._guard:
             _install_audit()
-            self._previous_profile = sys.getprofile()
-            sys.setprofile(_profile)
-            threading.setprofile(_profile)
-            _guarded.append(frozenset(codes))
+            _guarded.append(self.codes)
         return self
 
     def __exit__(self, *exc) -> None:
         if self._guard:
             _guarded.pop()
-            sys.setprofile(self._previous_profile)
-            threading.setprofile(None)
-        if self._ops_mode:
-            self._ops_mode.__exit__(*exc)
         self._mode.__exit__(*exc)
         for entry in reversed(self._undo):
             if entry[0] == "code":

@@ -7,7 +7,7 @@ hangs, crashes or eats memory costs that exercise only. REQUEST (torch.save) hol
 exercise id, the path of the learner's definition (cloudpickle bytes) and the cases' inputs.
 No expected value and no secret ever enter this process. The definition is loaded with the
 exercise's forbidden built-ins already switched off, so an alias captured in the notebook is
-caught too. RESULT holds only plain trees (see plain.py), which the parent loads with
+caught too, and a copy of the reference's code found in it makes the exercise forbidden. RESULT holds only plain trees (see plain.py), which the parent loads with
 ``weights_only=True``; it also says whether the grader's own functions in this process were
 replaced while learner code ran (then the exercise scores 0).
 """
@@ -40,7 +40,7 @@ def main(request_path: str, result_path: str) -> None:
     from .catalog import EXERCISES
     from .check import run_cases
     from .plain import raised
-    from .sandbox import Sandbox
+    from .sandbox import Sandbox, copies_of
 
     request = torch.load(request_path, weights_only=False)
     exercise = EXERCISES[request["exercise"]]
@@ -52,8 +52,9 @@ def main(request_path: str, result_path: str) -> None:
             fn = cloudpickle.loads(f.read())
         except BaseException as e:  # noqa: BLE001 (whatever unpickling raises is a verdict)
             fn, error = None, raised(e)
-    if sandbox.hits:
-        got, ratios = [{"kind": "forbidden", "names": sandbox.hits}] * len(request["cases"]), {}
+    copies = [f"{name} (minidl's reference under another name)" for name in copies_of(fn, sandbox.codes)]
+    if sandbox.hits or copies:
+        got, ratios = [{"kind": "forbidden", "names": sandbox.hits + copies}] * len(request["cases"]), {}
     elif fn is None:
         got, ratios = [error] * len(request["cases"]), {}
     else:

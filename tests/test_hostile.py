@@ -195,10 +195,13 @@ def test_fork_bomb_is_bounded_and_cleaned_up(tmp_path, expected):
     bomb = ("import os, time\nchildren = 0\nfor _ in range(1000):\n    try:\n        if os.fork() == 0:\n"
             "            time.sleep(120)\n            os._exit(0)\n        children += 1\n    except OSError:\n"
             "        break\nassert children < 1000")
+    before = set(PIDS_CGROUP.glob("minidl-*"))
     results, _ = grade(tmp_path, expected, build(bomb, GOOD["one_hot"]))
     assert full(results["one_hot"])
-    if os.geteuid() == 0 and sandbox_user() is None and PIDS_CGROUP.is_dir():
-        assert not list(PIDS_CGROUP.glob("minidl-*")), "a kernel's cgroup was left behind"
+    if os.geteuid() == 0 and sandbox_user() is None and PIDS_CGROUP.is_dir():  # the bomb's cgroup
+        for folder in set(PIDS_CGROUP.glob("minidl-*")) - before:
+            alive = (folder / "cgroup.procs").read_text().split() if folder.exists() else []
+            assert not alive, f"processes left alive in {folder}"
 
 
 # -- one exercise's code hangs, crashes or eats memory: that exercise only -----------------------
@@ -266,7 +269,8 @@ VALIDATE = ("    if labels.numel() and (labels.min() < 0 or labels.max() >= num_
     "    return module.one_hot(labels, num_classes)\n",
     "import types, minidl.tensors\nref = minidl.tensors.one_hot\n"
     "one_hot = types.FunctionType(ref.__code__, ref.__globals__, 'one_hot')\n",
-    "def one_hot(labels, num_classes):\n    import sys\n    sys.setprofile(None)\n    return torch.zeros(1)\n",
+    "import importlib, minidl.tensors\ndef one_hot(labels, num_classes):\n"
+    "    return importlib.reload(minidl.tensors).one_hot(labels, num_classes)\n",
 ])
 def test_forbidden_built_in_by_another_route_is_caught(tmp_path, expected, route):
     results, _ = grade(tmp_path, expected, build(route))
