@@ -13,6 +13,13 @@ c.CourseDirectory.course_id = "minidl"
 # more than nbgrader's default 30 s on a 2-core CPU. A cell that runs past it is interrupted.
 c.ExecutePreprocessor.timeout = 300
 c.ExecutePreprocessor.interrupt_on_timeout = True
+# Without this, nbclient interrupts a cell that ignores the interrupt (a learner's code can)
+# again and again, forever; with it, the cell ends as an error and autograde goes on.
+c.ExecutePreprocessor.error_on_timeout = {
+    "ename": "CellTimeoutError",
+    "evalue": "this cell ran past its time limit and was interrupted",
+    "traceback": ["CellTimeoutError: this cell ran past its time limit and was interrupted"],
+}
 
 # Student code must not be able to fill the gradebook with megabytes of output.
 c.LimitOutput.max_lines = 1000

@@ -14,6 +14,7 @@ import nbformat
 import pytest
 
 from autograder import batch, grading
+from autograder.catalog import LESSONS
 
 from .conftest import ROOT
 from .test_hostile import GOOD, WRONG_ONE_HOT, build
@@ -125,3 +126,26 @@ def test_batch_grades_a_class_and_resumes_after_a_kill_with_the_same_grades(tmp_
     finally:
         os.environ.pop("AUTOGRADER_SECRET")
     assert report.hidden and report.score == pytest.approx(totals["roe_rick_102"])
+
+
+@pytest.mark.slow
+def test_progress_shows_every_lesson_and_grades_only_what_changed(tmp_path, tool_env):
+    lessons = tmp_path / "lessons"
+    lessons.mkdir()
+    (lessons / "01_tensors.ipynb").write_text(nbformat.writes(build(*GOOD.values())))
+    env = dict(tool_env, XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def progress():
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "autograder", "progress", str(lessons)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout, time.monotonic() - start
+
+    first, first_seconds = progress()
+    lines = {line.split()[0]: line for line in first.splitlines()[1:]}
+    assert set(lines) == set(LESSONS) | {"course"}
+    assert lines["01_tensors"].split()[1:6] == ["10", "/", "10", "4", "/"]
+    assert "no 02_broadcasting.ipynb here" in lines["02_broadcasting"]
+    again, again_seconds = progress()
+    assert again == first and again_seconds < first_seconds  # unchanged: read from the cache
