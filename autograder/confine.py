@@ -17,10 +17,16 @@ every checking worker are started this way, so learner code
   ``nobody``, so it cannot read the instructor's secret file or anything else private to
   root, nor signal the grader's processes.
 
-Otherwise (an ordinary user, or a Python under /root) the limits hold but the user is the
-grader's: the secret then reaches only the process that computes hidden cases (see
-oracle.py), never the learner's environment, and the secret file should not be readable by
-that user while grading (set AUTOGRADER_SECRET instead).
+Run as root where ``nobody`` cannot run this Python (a Python under /root), the process
+stays root but is isolated instead: it gets a PID namespace of its own (it sees no other
+process, so not the grader's environment either), a mount namespace in which the files of
+``--hide`` (the instructor's secret) read as empty and the cgroup file system is not there,
+and no capabilities at all, so it can neither undo its limits, nor mount, nor trace.
+
+Run by an ordinary user, the limits hold but the user is the grader's: the secret is never
+in the learner's environment, but learner code can read whatever that user can (the
+secret file, the grader's own environment), so graded work belongs in a container run as
+root, or in an account that holds nothing but the grading run.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class Confinement:
     cpu: int = 1800
     processes: int = 256
     files: int = 512
+    hide: tuple[str, ...] = ()  # files learner code must not read (the instructor's secret)
 
     def prefix(self, home: str | None = None, own: tuple[str, ...] = ()) -> list[str]:
         """The command-line prefix that starts a command under these limits."""
@@ -59,6 +66,8 @@ class Confinement:
             cmd += ["--home", home]
         for path in own:
             cmd += ["--own", path]
+        for path in self.hide:
+            cmd += ["--hide", path]
         return cmd + ["--"]
 
 
@@ -159,6 +168,54 @@ def tasks_of(uid: int) -> int:
     return count
 
 
+CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+
+
+def isolate(hide: list[str]) -> bool:
+    """As root: continue in new PID and mount namespaces without capabilities (see the module
+    docstring). This process stays outside and relays the exit; False if the kernel refuses."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNS | CLONE_NEWPID) != 0:
+        return False
+    # Inside, the kernel cannot see its launcher die (its parent id reads 0): this wrapper is
+    # killed with the launcher, and the namespace with this wrapper.
+    launcher = os.getppid()
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != launcher:  # the launcher died just before the line above
+        os._exit(1)
+    child = os.fork()
+    if child:
+        relay(child)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # the namespace dies with this wrapper
+    mounts = [(b"none", b"/", None, MS_REC | MS_PRIVATE), (b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)]
+    mounts += [(b"/dev/null", os.fsencode(p), None, MS_BIND) for p in hide if os.path.isfile(p)]
+    for source, target, kind, flags in mounts:
+        if libc.mount(source, target, kind, flags, None) != 0:
+            raise SystemExit(f"confine: cannot mount {target!r} (errno {ctypes.get_errno()})")
+    if os.path.isdir("/sys/fs/cgroup"):  # out of sight: a process could move itself out of its cgroup
+        libc.mount(b"tmpfs", b"/sys/fs/cgroup", b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    for cap in range(64):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    return True
+
+
+def relay(child: int) -> None:
+    """Outside the namespaces: pass termination signals on, then exit as the child did."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt reaches the child through its group
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, lambda number, frame: os.kill(child, number))
+    _, status = os.waitpid(child, 0)
+    if os.WIFSIGNALED(status):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    os._exit(os.waitstatus_to_exitcode(status))
+
+
 def confine(c: Confinement, home: str | None, own: list[str]) -> None:
     """Apply ``c`` to this process and, as root, become the sandbox user (after giving it ``own``)."""
     user = sandbox_user()
@@ -175,6 +232,8 @@ def confine(c: Confinement, home: str | None, own: list[str]) -> None:
         for name in ("HOME", "IPYTHONDIR", "MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME"):
             os.environ[name] = home
     if user is None:
+        if os.geteuid() == 0:
+            isolate(list(c.hide))
         return
     for path in own + ([home] if home else []):
         os.chown(path, user.pw_uid, user.pw_gid)
@@ -194,8 +253,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--files", type=int, default=Confinement.files)
     parser.add_argument("--home")
     parser.add_argument("--own", action="append", default=[])
+    parser.add_argument("--hide", action="append", default=[])
     args = parser.parse_args(argv[:cut])
-    confine(Confinement(args.memory, args.cpu, args.processes, args.files), args.home, args.own)
+    confine(Confinement(args.memory, args.cpu, args.processes, args.files, tuple(args.hide)), args.home, args.own)
     command = argv[cut + 1:]
     os.execv(command[0], command)
 

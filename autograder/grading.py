@@ -31,19 +31,28 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 class Limits:
     """What learner code may use. Seconds: per notebook cell, for the whole notebook, per
     exercise's worker; memory (address space) in MB for the kernel and for each worker;
-    processes and threads the learner's code may start."""
+    processes and threads the learner's code may start; files it must not read (the secret's)."""
 
     cell: float = 120
     notebook: float = 900
     exercise: float = 300
     memory: int = 8192
     processes: int = 256
+    hide: tuple[str, ...] = field(default_factory=lambda: secret_files())
 
     def kernel(self) -> Confinement:
-        return Confinement(memory=self.memory, cpu=int(2 * self.notebook) + 60, processes=self.processes)
+        return Confinement(memory=self.memory, cpu=int(2 * self.notebook) + 60, processes=self.processes,
+                           hide=self.hide)
 
     def worker(self) -> Confinement:
-        return Confinement(memory=self.memory, cpu=int(2 * self.exercise) + 30, processes=self.processes)
+        return Confinement(memory=self.memory, cpu=int(2 * self.exercise) + 30, processes=self.processes,
+                           hide=self.hide)
+
+
+def secret_files() -> tuple[str, ...]:
+    """The files that may hold the instructor's secret: learner processes must not read them."""
+    candidates = [os.environ.get(oracle.SECRET_FILE_ENV), str(ROOT / "course" / ".autograder_secret")]
+    return tuple(str(pathlib.Path(p).resolve()) for p in candidates if p and os.path.isfile(p))
 
 
 @dataclass

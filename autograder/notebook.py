@@ -246,7 +246,8 @@ class Runner:
         if user:  # the kernel becomes the sandbox user: give it its folders
             for path in (self.work, self.defs):
                 os.chown(path, user.pw_uid, user.pw_gid)
-        return self.client.setup_kernel(env=kernel_env(str(self.home)), cwd=str(self.work), stderr=subprocess.DEVNULL)
+        return self.client.setup_kernel(env=kernel_env(str(self.home)), cwd=str(self.work),
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def remember_pid(self) -> None:
         pid = getattr(getattr(self.client.km, "provisioner", None), "pid", None)
