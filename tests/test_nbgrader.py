@@ -120,9 +120,9 @@ def postgres_url():
     if not POSTGRES:
         pytest.skip("no PostgreSQL server binary (/usr/lib/postgresql/*/bin/postgres): apt-get install postgresql")
     try:
-        import psycopg2  # noqa: F401
+        import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("the PostgreSQL server is installed but SQLAlchemy's driver is not: pip install psycopg2-binary")
+        pytest.skip("the PostgreSQL server is installed but SQLAlchemy's driver is not: pip install 'psycopg[binary]'")
     bin_dir = pathlib.Path(POSTGRES[-1]).parent
     data = pathlib.Path(tempfile.mkdtemp(prefix="minidl-pg-"))
     kwargs = {}
@@ -144,7 +144,7 @@ def postgres_url():
                               capture_output=True).returncode == 0:
                 break
             time.sleep(0.2)
-        yield f"postgresql://minidl@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://minidl@127.0.0.1:{port}/postgres"
     finally:
         server.terminate()
         server.wait(timeout=60)
