@@ -7,6 +7,7 @@ Data flows one way: notebook -> learner definitions -> cases run in a worker -> 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import pathlib
 import secrets
@@ -145,6 +146,7 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
         report.problems += run.problems
         report.seconds = run.seconds
         data, secret = expected_values(key, hidden) if expected is None else expected
+        jobs = []  # (exercise, cases, expected, hidden_from) of each exercise the notebook defines
         for exercise in exercises:
             state = run.definitions.get(exercise.name, "missing")
             if state != "ok":
@@ -158,40 +160,58 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
                 hidden_from = len(cases)
                 cases += secret[exercise.id]["cases"]
                 expected += secret[exercise.id]["expected"]
-            report.results.append(check_in_worker(exercise, scratch / "defs" / f"{exercise.name}.pkl",
-                                                  cases, expected, hidden_from, tmp, limits))
+            jobs.append((exercise, cases, expected, hidden_from))
+        checked = check_in_worker(jobs, scratch / "defs", tmp, limits)
+        order = {e.id: i for i, e in enumerate(exercises)}
+        report.results = sorted(report.results + checked, key=lambda r: order[r.exercise])
     return report
 
 
-def check_in_worker(exercise, definition: pathlib.Path, cases, expected, hidden_from, tmp: pathlib.Path,
-                    limits: Limits) -> Result:
-    """Run the cases in a fresh, confined worker process and judge what comes back (plain trees only)."""
-    request = tmp / f"{exercise.id}.request.pt"  # the grader's: readable, not writable, by the worker
-    torch.save({"exercise": exercise.id, "definition": str(definition), "cases": cases}, request)
+def check_in_worker(jobs: list, defs: pathlib.Path, tmp: pathlib.Path, limits: Limits) -> list[Result]:
+    """Run each exercise's cases in a confined worker, each exercise in a child process of its
+    own (see worker.py), and judge what comes back (plain trees only)."""
+    if not jobs:
+        return []
+    request = tmp / "request.pt"  # the grader's: readable, not writable, by the worker
+    torch.save({"jobs": [{"exercise": e.id, "definition": str(defs / f"{e.name}.pkl"), "cases": cases,
+                          "seconds": limits.exercise} for e, cases, _, _ in jobs]}, request)
     os.chmod(request, 0o644)
-    box = tmp / secrets.token_hex(12)  # the worker's own folder, for its answer
+    box = tmp / secrets.token_hex(12)  # the worker's own folder, for its answers
     box.mkdir()
-    answer, log = box / "answer.pt", tmp / f"{exercise.id}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
     env.update(PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
     command = limits.worker().prefix(home=str(box), own=(str(box),)) + [
-        sys.executable, "-m", "autograder.worker", str(request), str(answer)]
-    with open(log, "wb") as err:
+        sys.executable, "-m", "autograder.worker", str(request), str(box)]
+    with open(tmp / "worker.log", "wb") as err:
         proc = subprocess.Popen(command, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, start_new_session=True)
         try:
-            code = proc.wait(timeout=limits.exercise)
+            proc.wait(timeout=len(jobs) * (limits.exercise + 5) + 60)
         except subprocess.TimeoutExpired:
-            code = None
+            pass
         finally:
             kill_group(proc)
+    try:
+        outcomes = json.loads((box / "outcomes.json").read_text())
+    except (OSError, ValueError):
+        outcomes = []
+    return [answer(job, outcomes[i] if i < len(outcomes) else "lost", box / f"{i}.pt", box / f"{i}.log", limits)
+            for i, job in enumerate(jobs)]
+
+
+def answer(job, code, path: pathlib.Path, log: pathlib.Path, limits: Limits) -> Result:
+    """One exercise's result from its child's exit code and answer file."""
+    exercise, cases, expected, hidden_from = job
+    if code == "lost":
+        return zero(exercise, "error", f"the process checking {exercise.name} was lost (the checks of the "
+                                       "exercises before it took all the time)")
     if code is None:
         return zero(exercise, "error", f"checking {exercise.name} took longer than {limits.exercise:g} s, so it was stopped")
-    if code != 0 or not answer.exists():
-        why = crash_reason(code, log)
-        return zero(exercise, "error", f"your {exercise.name} crashed the process that checks it ({why})")
+    if code != 0 or not path.exists():
+        return zero(exercise, "error", f"your {exercise.name} crashed the process that checks it "
+                                       f"({crash_reason(code, log)})")
     try:
-        answer_data = torch.load(answer, weights_only=True)
+        answer_data = torch.load(path, weights_only=True)
         got, ratios, tampered = answer_data["got"], answer_data["ratios"], answer_data["tampered"]
         if not isinstance(got, list) or len(got) != len(cases) or not isinstance(ratios, dict):
             raise ValueError("wrong number of outputs")
@@ -216,13 +236,13 @@ def kill_group(proc: subprocess.Popen) -> None:
     release(proc.pid)
 
 
-def crash_reason(code: int | None, log: pathlib.Path) -> str:
-    """Words for a worker's exit: a signal, running out of memory or CPU time, or an exit code."""
+def crash_reason(code: int, log: pathlib.Path) -> str:
+    """Words for a checking process's exit: a signal, running out of memory or CPU time, or an exit code."""
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     if "MemoryError" in tail or "std::bad_alloc" in tail or "DefaultCPUAllocator: can't allocate" in tail:
         return "it ran out of memory"
     if code == -signal.SIGXCPU or code == -signal.SIGKILL:
         return "it used more CPU time than allowed, or was killed"
-    if code is not None and code < 0:
+    if code < 0:
         return f"killed by signal {signal.Signals(-code).name}"
     return f"exit code {code}"

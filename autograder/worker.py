@@ -1,20 +1,31 @@
-"""A worker: runs one exercise's cases on a learner's definition, in a process of its own.
+"""A worker: checks a notebook's exercises, each in a process of its own.
 
-    python -m autograder.worker REQUEST RESULT
+    python -m autograder.worker REQUEST FOLDER
 
-The grader starts it confined (see confine.py) and with a time limit, so an exercise that
-hangs, crashes or eats memory costs that exercise only. REQUEST (torch.save) holds the
-exercise id, the path of the learner's definition (cloudpickle bytes) and the cases' inputs.
-No expected value and no secret ever enter this process. The definition is loaded with the
-exercise's forbidden built-ins already switched off, so an alias captured in the notebook is
-caught too, and a copy of the reference's code found in it makes the exercise forbidden. RESULT holds only plain trees (see plain.py), which the parent loads with
-``weights_only=True``; it also says whether the grader's own functions in this process were
-replaced while learner code ran (then the exercise scores 0).
+The grader starts it confined (see confine.py). It imports PyTorch and the checker once,
+then forks one child per exercise, before any learner code is loaded: each child has its
+own time limit, its own memory limit and its own crash, so an exercise that hangs, crashes or
+eats memory costs that exercise only, and whatever one exercise's code changes in its process
+is gone for the next. REQUEST (torch.save) holds one job per exercise: the exercise id, the
+path of the learner's definition (cloudpickle bytes), the cases' inputs and the seconds
+allowed. No expected value and no secret ever enter these processes.
+
+A child loads the definition with the exercise's forbidden built-ins already switched off, so
+an alias captured in the notebook is caught too, and a copy of the reference's code found in
+it makes the exercise forbidden. It writes FOLDER/<n>.pt holding only plain trees (see
+plain.py), which the grader loads with ``weights_only=True``, and whether the grader's own
+functions in its process were replaced while learner code ran (then the exercise scores 0).
+The worker writes FOLDER/outcomes.json: for each job, the child's exit code, or null when it
+ran out of time and was killed.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import sys
+import time
 import types
 
 import torch
@@ -36,16 +47,17 @@ def fingerprint() -> dict[str, int]:
     return marks
 
 
-def main(request_path: str, result_path: str) -> None:
+def check_one(request_path: str, index: int, answer_path: str) -> None:
+    """In a child: run job ``index``'s cases on the learner's definition, save the plain outputs."""
     from .catalog import EXERCISES
     from .check import run_cases
     from .plain import raised
     from .sandbox import Sandbox, copies_of
 
-    request = torch.load(request_path, weights_only=False)
-    exercise = EXERCISES[request["exercise"]]
+    job = torch.load(request_path, weights_only=False)["jobs"][index]
+    exercise, cases = EXERCISES[job["exercise"]], job["cases"]
     before = fingerprint()
-    with Sandbox(exercise.forbidden_names()) as sandbox, open(request["definition"], "rb") as f:
+    with Sandbox(exercise.forbidden_names()) as sandbox, open(job["definition"], "rb") as f:
         import cloudpickle
 
         try:
@@ -54,14 +66,61 @@ def main(request_path: str, result_path: str) -> None:
             fn, error = None, raised(e)
     copies = [f"{name} (minidl's reference under another name)" for name in copies_of(fn, sandbox.codes)]
     if sandbox.hits or copies:
-        got, ratios = [{"kind": "forbidden", "names": sandbox.hits + copies}] * len(request["cases"]), {}
+        got, ratios = [{"kind": "forbidden", "names": sandbox.hits + copies}] * len(cases), {}
     elif fn is None:
-        got, ratios = [error] * len(request["cases"]), {}
+        got, ratios = [error] * len(cases), {}
     else:
-        got, ratios = run_cases(exercise, fn, request["cases"])
+        got, ratios = run_cases(exercise, fn, cases)
     after = fingerprint()
     tampered = sorted(k for k in before if after.get(k) != before[k])
-    torch.save({"got": got, "ratios": ratios, "tampered": tampered}, result_path)
+    torch.save({"got": got, "ratios": ratios, "tampered": tampered}, answer_path)
+
+
+def run_child(request_path: str, index: int, folder: str) -> None:
+    """The body of the child for job ``index``: its own process group and log; never returns."""
+    code = 1
+    try:
+        os.setpgid(0, 0)
+        log = os.open(os.path.join(folder, f"{index}.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(log, 2)
+        check_one(request_path, index, os.path.join(folder, f"{index}.pt"))
+        code = 0
+    except BaseException:  # noqa: BLE001 (reported through the exit code and the log)
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def wait(pid: int, seconds: float) -> int | None:
+    """The child's exit code (negative: killed by that signal), or None when it ran out of time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+def main(request_path: str, folder: str) -> None:
+    from . import check, plain, sandbox  # noqa: F401 (imported once, before the children fork)
+
+    jobs = torch.load(request_path, weights_only=False)["jobs"]
+    outcomes = []
+    for index, job in enumerate(jobs):
+        pid = os.fork()
+        if pid == 0:
+            run_child(request_path, index, folder)
+        outcomes.append(wait(pid, job["seconds"]))
+        with open(os.path.join(folder, "outcomes.json"), "w") as f:
+            json.dump(outcomes, f)
 
 
 if __name__ == "__main__":
