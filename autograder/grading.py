@@ -1,4 +1,4 @@
-"""Grading a notebook: run it, take the learner's definitions, check each in its own worker.
+"""Grading a notebook: run it, take the learner's definitions, check each exercise in a process of its own.
 
 Data flows one way: notebook -> learner definitions -> cases run in a worker -> plain outputs
 -> compared with the oracle's expected values -> Result per exercise -> report.
