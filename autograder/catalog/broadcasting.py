@@ -166,7 +166,8 @@ LESSON = Lesson(
             builds="all N*M squared distances with broadcasting and one matmul",
             points=3,
             forbidden=("torch.cdist", "torch.nn.functional.pairwise_distance", "torch.nn.PairwiseDistance",
-                       "torch.nn.functional.pdist", "aten::_cdist_forward", "aten::cdist"),
+                       "torch.nn.functional.pdist", "aten::_cdist_forward", "aten::cdist",
+                       "aten::_euclidean_dist"),
             tolerances={torch.float32: (1e-4, 1e-4), torch.float64: (1e-7, 1e-9)},
             groups=(
                 Group("values", 3, dists_values,
