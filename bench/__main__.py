@@ -2,11 +2,19 @@
 
 A row is (what, ratio): our time over the built-in's, measured in this same run, so the
 numbers hold on whatever machine prints them. Modules are ``bench/bench_*.py`` with ``rows()``.
+
+Each module runs in ``PROCESSES`` fresh Python processes (3 unless the module says otherwise)
+and a row prints the median with the range. Within one process the best of many repeats is
+stable, but from one process to the next it is not: memory layout, allocator state and where the
+threads land are drawn anew at every start, and conv2d's ratio measured 2.2x in one process and
+3.4x in the next on the same quiet machine. pyperf spawns worker processes for the same reason.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import statistics
 import os
 import subprocess
 import pathlib
@@ -35,14 +43,30 @@ def notebook_seconds(path: pathlib.Path) -> float:
     return time.perf_counter() - start
 
 
+def rows_in_processes(stem: str, processes: int) -> list[tuple[str, list[float]]]:
+    """Every row of ``bench/<stem>.py`` as measured by ``processes`` fresh processes, in order."""
+    runs = []
+    for _ in range(processes):
+        done = subprocess.run([sys.executable, "-m", "bench", "--rows", stem], cwd=ROOT,
+                              capture_output=True, text=True, check=True)
+        runs.append(dict(json.loads(done.stdout)))
+    return [(name, [run[name] for run in runs]) for name in runs[0]]
+
+
 def main(argv: list[str]) -> int:
     torch.set_num_threads(os.cpu_count() or 1)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; ratio = ours / built-in (lower is faster)")
+    if argv[:1] == ["--rows"]:                     # one process's measurement, for rows_in_processes
+        print(json.dumps(importlib.import_module(f"bench.{argv[1]}").rows()))
+        return 0
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; ratio = ours / built-in (lower is faster),"
+          " the median over fresh processes, their range in brackets")
     for module_path in sorted(HERE.glob("bench_*.py")):
         module = importlib.import_module(f"bench.{module_path.stem}")
-        print(f"\n{module_path.stem}")
-        for name, value in module.rows():
-            print(f"  {name:<72} {value:8.2f}x")
+        processes = getattr(module, "PROCESSES", 3)
+        print(f"\n{module_path.stem} ({processes} process{'es' if processes > 1 else ''})")
+        for name, values in rows_in_processes(module_path.stem, processes):
+            spread = f"  [{min(values):.2f}-{max(values):.2f}]" if len(values) > 1 else ""
+            print(f"  {name:<72} {statistics.median(values):8.2f}x{spread}")
     if "--no-notebooks" not in argv:
         print("\nnotebooks, instructor edition, headless on CPU (checks included)")
         for path in sorted((ROOT / "course" / "source").glob("*/*.ipynb")):

@@ -107,3 +107,12 @@ def test_lenet_shapes(size):
 def test_conv2d_cuda():
     x, w = torch.randn(2, 3, 8, 8, device="cuda"), torch.randn(4, 3, 3, 3, device="cuda")
     torch.testing.assert_close(cnn.conv2d(x, w, padding=1), F.conv2d(x, w, padding=1), rtol=1e-3, atol=1e-3)
+
+
+def test_conv2d_second_order():
+    """Im2col's hand-written backward is itself built from differentiable operations."""
+    g = torch.Generator().manual_seed(1)
+    x, w, b = (torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
+               for s in [(2, 2, 5, 4), (3, 2, 2, 3), (3,)])
+    kwargs = {"stride": (2, 1), "padding": 1, "dilation": (1, 2)}
+    assert torch.autograd.gradgradcheck(lambda *t: cnn.conv2d(*t, **kwargs), (x, w, b))
