@@ -32,24 +32,52 @@ def with_grad(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
     """The output and the gradients of sum(output * w) for a fixed weighting w, per float input.
 
     w[i] = sin(1.7 i + 0.3) weights every output element differently, so a gradient that is
-    wrong anywhere shows.
+    wrong anywhere shows. Float tensors inside a tuple argument (an LSTM's state (h, c)) are
+    inputs too, and a tuple of output tensors is weighted as a whole, the k-th with w shifted by k.
+    Inputs are named arg0, arg1, ... in the report; ``named_gradients`` gives them names.
     """
-    names = [f"arg{i}" for i in range(len(args))]
-    inputs = [a.detach().clone().requires_grad_(True) if _is_float(a) else a for a in args]
+    return _gradients(fn, args, kwargs, [f"arg{i}" for i in range(len(args))])
+
+
+def named_gradients(*names: str | tuple[str, ...]) -> Callable[..., dict]:
+    """``with_grad`` whose report names the positional inputs: named_gradients("x", "h", ...);
+    a tuple argument takes a tuple of names, ("h", "c"), or is numbered: state[0], state[1]."""
+    def probe(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict:
+        return _gradients(fn, args, kwargs, [*names, *(f"arg{i}" for i in range(len(names), len(args)))])
+    return probe
+
+
+def _gradients(fn: Callable[..., Any], args: tuple, kwargs: dict, names: list[str | tuple[str, ...]]) -> dict:
+    def leaf(a: Any) -> Any:
+        return a.detach().clone().requires_grad_(True) if _is_float(a) else a
+
+    inputs = [tuple(leaf(a) for a in arg) if type(arg) is tuple else leaf(arg) for arg in args]
     with learner_code():
         out = fn(*inputs, **kwargs)
-    leaves = [(n, t) for n, t in zip(names, inputs) if _is_float(t)]
-    if type(out) is not torch.Tensor or not out.requires_grad:
+    outs = list(out) if type(out) is tuple else [out]
+    if not outs or any(type(o) is not torch.Tensor or not o.requires_grad for o in outs):
         raise NotDifferentiable(
             "your output is not connected to the inputs' autograd graph (did you use .detach(), "
             ".item(), .numpy() or build it with torch.tensor(...)?)"
         )
-    w = torch.sin(torch.arange(out.numel(), dtype=out.dtype, device=out.device) * 1.7 + 0.3).reshape(out.shape)
-    grads = torch.autograd.grad((out * w).sum(), [t for _, t in leaves], allow_unused=True)
-    result = {"output": out.detach()}
+    leaves = []
+    for name, arg in zip(names, inputs):
+        if type(arg) is tuple:
+            parts = name if type(name) is tuple else [f"{name}[{i}]" for i in range(len(arg))]
+            leaves += [(part, a) for part, a in zip(parts, arg) if _is_float(a)]
+        elif _is_float(arg):
+            leaves.append((name, arg))
+    loss = sum((o * _weighting(o, shift=k)).sum() for k, o in enumerate(outs))
+    grads = torch.autograd.grad(loss, [t for _, t in leaves], allow_unused=True)
+    result = {"output": tuple(o.detach() for o in outs) if type(out) is tuple else out.detach()}
     for (name, t), g in zip(leaves, grads):
         result[f"gradient w.r.t. {name}"] = torch.zeros_like(t) if g is None else g
     return result
+
+
+def _weighting(out: torch.Tensor, shift: int = 0) -> torch.Tensor:
+    i = torch.arange(out.numel(), dtype=out.dtype, device=out.device)
+    return torch.sin(i * 1.7 + 0.3 + shift).reshape(out.shape)
 
 
 def _is_float(x: Any) -> bool:

@@ -88,6 +88,19 @@ def test_lstm_cell_gate_order():
         assert named(result, "order i, f, g, o")
 
 
+def test_cell_gradients_are_reported_by_the_argument_names():
+    """A cell whose values are right but whose gradient into the cell state c is cut."""
+    def cut_c(x, state, *weights):
+        return lstm_cell(x, (state[0], state[1].detach()), *weights)
+
+    result = check("rnn.lstm_cell", cut_c)
+    assert [f.group for f in result.failures] == ["gradients"], result
+    assert "gradient w.r.t. c" in result.message, result.message
+    rnn = check("rnn.rnn_cell", lambda x, h, W_ih, W_hh, b_ih=None, b_hh=None:
+                rnn_cell(x, h.detach(), W_ih, W_hh, b_ih, b_hh))
+    assert "gradient w.r.t. h" in rnn.message, rnn.message
+
+
 def test_lstm_cell_forbidden():
     def builtin(x, state, W_ih, W_hh, b_ih=None, b_hh=None):
         return torch.lstm_cell(x, state, W_ih, W_hh, b_ih, b_hh)

@@ -8,42 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ..exercise import Case, Exercise, Group, Lesson, Threshold
-from ..probes import NotDifferentiable, model_output, with_grad
+from ..probes import model_output, named_gradients
 from ..sandbox import learner_code
-
-
-def cell_with_grad(fn, x, state, *weights, **kwargs):
-    """Output and gradients of a cell whose state may be a tuple ((h, c) for the LSTM).
-
-    Like ``with_grad``, but every float tensor inside ``state`` is differentiated too, and an
-    output that is a tuple of tensors is weighted element by element as a whole.
-    """
-    def leaf(t):
-        return t.detach().clone().requires_grad_(True) if type(t) is torch.Tensor and t.is_floating_point() else t
-
-    x = leaf(x)
-    state = tuple(leaf(s) for s in state) if type(state) is tuple else leaf(state)
-    weights = tuple(leaf(w) for w in weights)
-    with learner_code():
-        out = fn(x, state, *weights, **kwargs)
-    outs = list(out) if type(out) is tuple else [out]
-    if any(type(o) is not torch.Tensor or not o.requires_grad for o in outs):
-        raise NotDifferentiable(
-            "your output is not connected to the inputs' autograd graph (did you use .detach(), "
-            ".item(), .numpy() or build it with torch.tensor(...)?)"
-        )
-    named = [("x", x)] + ([(f"state[{i}]", s) for i, s in enumerate(state)] if type(state) is tuple else [("h", state)])
-    named += [(n, w) for n, w in zip(("W_ih", "W_hh", "b_ih", "b_hh"), weights)]
-    leaves = [(n, t) for n, t in named if type(t) is torch.Tensor and t.requires_grad]
-    loss = sum(
-        (o * torch.sin(torch.arange(o.numel(), dtype=o.dtype, device=o.device) * 1.7 + 0.3 + k).reshape(o.shape)).sum()
-        for k, o in enumerate(outs)
-    )
-    grads = torch.autograd.grad(loss, [t for _, t in leaves], allow_unused=True)
-    result = {"output": tuple(o.detach() for o in outs) if type(out) is tuple else out.detach()}
-    for (name, t), g in zip(leaves, grads):
-        result[f"gradient w.r.t. {name}"] = torch.zeros_like(t) if g is None else g
-    return result
 
 
 def clip_probe(fn, grads, max_norm, norm_type=2.0):
@@ -229,6 +195,8 @@ CLIP_FORBIDDEN = tuple(
     f"torch.nn.utils.{name}" for name in ("clip_grad_norm_", "clip_grad_norm", "clip_grads_with_norm_", "get_total_norm")
 )
 
+CELL_GRADIENTS = named_gradients("x", "h", "W_ih", "W_hh", "b_ih", "b_hh")
+LSTM_GRADIENTS = named_gradients("x", ("h", "c"), "W_ih", "W_hh", "b_ih", "b_hh")
 CELL_GRAD_HINT = ("Build the result from differentiable torch operations only (no .item(), numpy, "
                   "or in-place writes into the state).")
 
@@ -248,7 +216,7 @@ LESSON = Lesson(
                 Group("values", 3, rnn_values,
                       hint="h' = tanh(x @ W_ih.T + b_ih + h @ W_hh.T + b_hh): W_ih is [H, I], so multiply by its transpose."),
                 Group("no bias", 1, rnn_nobias, hint="b_ih and b_hh may be None: then leave them out."),
-                Group("gradients", 1, rnn_grads, probe=with_grad, hint=CELL_GRAD_HINT),
+                Group("gradients", 1, rnn_grads, probe=CELL_GRADIENTS, hint=CELL_GRAD_HINT),
             ),
             hints={"shape": "x is [B, I] and h is [B, H]; W_ih is [H, I] and W_hh is [H, H]: x @ W_ih.T is [B, H]."},
         ),
@@ -265,7 +233,7 @@ LESSON = Lesson(
                            "output): i, f, g, o = (x @ W_ih.T + b_ih + h @ W_hh.T + b_hh).chunk(4, dim=-1); "
                            "c' = sigmoid(f) * c + sigmoid(i) * tanh(g); h' = sigmoid(o) * tanh(c')."),
                 Group("no bias", 1, lstm_nobias, hint="b_ih and b_hh may be None: then leave them out."),
-                Group("gradients", 1, lstm_grads, probe=cell_with_grad, hint=CELL_GRAD_HINT),
+                Group("gradients", 1, lstm_grads, probe=LSTM_GRADIENTS, hint=CELL_GRAD_HINT),
             ),
             hints={"type": "Return a tuple (h_next, c_next) of two tensors.",
                    "shape": "h' and c' are both [B, H]; the gates together are [B, 4H]: split them with chunk(4, dim=-1)."},
@@ -290,7 +258,7 @@ LESSON = Lesson(
                       hint="The gates are stacked r, z, n in W_ih, W_hh, b_ih and b_hh: chunk(3, dim=-1) each "
                            "product separately, because n needs h W_hn^T + b_hn on its own."),
                 Group("no bias", 1, gru_nobias, hint="b_ih and b_hh may be None: then leave them out."),
-                Group("gradients", 1, gru_grads, probe=with_grad, hint=CELL_GRAD_HINT),
+                Group("gradients", 1, gru_grads, probe=CELL_GRADIENTS, hint=CELL_GRAD_HINT),
             ),
             hints={"shape": "h' is [B, H]; the gates together are [B, 3H]: split them with chunk(3, dim=-1)."},
         ),
