@@ -105,7 +105,7 @@ def time_ratio(exercise: Exercise, fn: Any, case: Case, repeats: int = 5) -> flo
     """
     reference = exercise.reference()
 
-    def best(f: Callable[..., Any], sandbox: Sandbox) -> float:
+    def best(f: Callable[..., Any], sandbox: Sandbox, repeats: int = repeats) -> float:
         times = []
         for _ in range(repeats):
             args, kwargs = copy.deepcopy((case.args, case.kwargs))
@@ -119,7 +119,7 @@ def time_ratio(exercise: Exercise, fn: Any, case: Case, repeats: int = 5) -> flo
 
     try:
         with quiet(), time_limit(CASE_SECONDS):
-            best(reference, Sandbox(()))  # warm-up: a process's first calls can take 100x longer
+            best(reference, Sandbox(()), repeats=1)  # warm-up: a process's first calls can take 100x longer
             t_ref = best(reference, Sandbox(()))
             t_learner = best(fn, Sandbox(exercise.forbidden_names()))
     except (CaseTimeout, Exception):

@@ -152,17 +152,14 @@ def test_renamed_function_and_syntax_error_cost_only_their_exercise(tmp_path, ex
 # -- the learner's kernel: hangs, crashes, memory, output, processes ------------------------------
 
 
-@pytest.mark.slow
-def test_endless_cell_is_stopped_and_the_rest_still_runs(tmp_path, expected):
-    results, report = grade(tmp_path, expected, build(GOOD["one_hot"], "while True:\n    pass", GOOD["patchify"]))
-    assert any("limit" in p for p in report.problems)
-    assert full(results["one_hot"]) and full(results["patchify"])
+ENDLESS = "while True:\n    pass"
+STUBBORN = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + ENDLESS   # needs a new kernel
 
 
 @pytest.mark.slow
-def test_cell_that_ignores_interrupts_gets_a_new_kernel(tmp_path, expected):
-    stubborn = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass"
-    results, report = grade(tmp_path, expected, build(GOOD["one_hot"], stubborn, GOOD["patchify"]))
+@pytest.mark.parametrize("endless", [ENDLESS, STUBBORN], ids=["endless cell", "ignores interrupts"])
+def test_endless_cell_is_stopped_and_the_rest_still_runs(tmp_path, expected, endless):
+    results, report = grade(tmp_path, expected, build(GOOD["one_hot"], endless, GOOD["patchify"]))
     assert any("limit" in p for p in report.problems)
     assert full(results["one_hot"]) and full(results["patchify"])
 
