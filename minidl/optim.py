@@ -37,7 +37,7 @@ class SGD(torch.optim.Optimizer):
                     continue
                 g = p.grad
                 if wd:
-                    g = g + wd * p
+                    g = g.add(p, alpha=wd)                    # g + lambda theta
                 if mu:
                     state = self.state[p]
                     if "momentum_buffer" not in state:
@@ -45,8 +45,8 @@ class SGD(torch.optim.Optimizer):
                     else:
                         state["momentum_buffer"].mul_(mu).add_(g)
                     buf = state["momentum_buffer"]
-                    g = g + mu * buf if group["nesterov"] else buf
-                p.sub_(lr * g)
+                    g = g.add(buf, alpha=mu) if group["nesterov"] else buf
+                p.add_(g, alpha=-lr)
 
 
 class Adam(torch.optim.Optimizer):
@@ -71,14 +71,13 @@ class Adam(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad + wd * p if wd else p.grad
+                g = p.grad.add(p, alpha=wd) if wd else p.grad
                 state = self.state[p]
                 if not state:
                     state.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
                 state["t"] += 1
                 t, m, v = state["t"], state["m"], state["v"]
-                m.mul_(beta1).add_((1 - beta1) * g)
-                v.mul_(beta2).add_((1 - beta2) * g * g)
-                m_hat = m / (1 - beta1**t)
-                v_hat = v / (1 - beta2**t)
-                p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
+                m.mul_(beta1).add_(g, alpha=1 - beta1)                    # m_t
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)             # v_t
+                denominator = (v / (1 - beta2**t)).sqrt_().add_(eps)      # sqrt(v^_t) + eps
+                p.addcdiv_(m, denominator, value=-lr / (1 - beta1**t))    # - gamma m^_t / (...)
