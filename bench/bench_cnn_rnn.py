@@ -7,7 +7,6 @@ lstm_cell within 2x of nn.LSTMCell.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
@@ -15,17 +14,7 @@ import torch.nn.functional as F
 
 from minidl import cnn, rnn
 
-
-def best_ratio(ours: Callable[[], object], builtin: Callable[[], object], repeats: int = 15) -> float:
-    """min time of ``ours`` / min time of ``builtin``, the two interleaved so that noise hits both."""
-    ours(), builtin()                     # warm up
-    t_ours, t_builtin = [], []
-    for _ in range(repeats):
-        for f, times in ((ours, t_ours), (builtin, t_builtin)):
-            start = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - start)
-    return min(t_ours) / max(min(t_builtin), 1e-9)
+from .timing import interleaved_ratio
 
 
 def fwd_bwd(fn: Callable[..., object], *tensors: torch.Tensor, **kwargs) -> Callable[[], None]:
@@ -53,11 +42,11 @@ def rows() -> list[tuple[str, float]]:
     out: list[tuple[str, float]] = []
     x, w, b = torch.randn(32, 16, 28, 28), torch.randn(32, 16, 3, 3), torch.randn(32)
     out.append(("cnn.conv2d fwd [32,16,28,28]*[32,16,3,3] pad 1 / F.conv2d",
-                best_ratio(lambda: cnn.conv2d(x, w, b, padding=1), lambda: F.conv2d(x, w, b, padding=1))))
+                interleaved_ratio(lambda: cnn.conv2d(x, w, b, padding=1), lambda: F.conv2d(x, w, b, padding=1), repeats=15)))
     out.append(("cnn.conv2d fwd+bwd / F.conv2d",
-                best_ratio(fwd_bwd(cnn.conv2d, x, w, b, padding=1), fwd_bwd(F.conv2d, x, w, b, padding=1))))
+                interleaved_ratio(fwd_bwd(cnn.conv2d, x, w, b, padding=1), fwd_bwd(F.conv2d, x, w, b, padding=1), repeats=15)))
     out.append(("cnn.max_pool2d fwd+bwd 2x2 / F.max_pool2d",
-                best_ratio(fwd_bwd(cnn.max_pool2d, x, kernel_size=2), fwd_bwd(F.max_pool2d, x, kernel_size=2))))
+                interleaved_ratio(fwd_bwd(cnn.max_pool2d, x, kernel_size=2), fwd_bwd(F.max_pool2d, x, kernel_size=2), repeats=15)))
     B, I, H = 64, 128, 256
     xs, h, c = torch.randn(B, I), torch.randn(B, H), torch.randn(B, H)
     for name, ours, Module, gates in [("rnn_cell", rnn.rnn_cell, torch.nn.RNNCell, 1),
@@ -75,10 +64,10 @@ def rows() -> list[tuple[str, float]]:
                 return _f(x, h, *p)
             args = (xs, h)
         with torch.no_grad():
-            fwd = best_ratio(lambda: mine(*args, *params), lambda: cell_call(module, pair)(*args), repeats=30)
+            fwd = interleaved_ratio(lambda: mine(*args, *params), lambda: cell_call(module, pair)(*args), repeats=30)
         out.append((f"rnn.{name} fwd [B={B}, I={I}, H={H}] / nn.{Module.__name__}", fwd))
         out.append((f"rnn.{name} fwd+bwd / nn.{Module.__name__}",
-                    best_ratio(fwd_bwd(mine, *args, *params), fwd_bwd(cell_call(module, pair), *args), repeats=30)))
+                    interleaved_ratio(fwd_bwd(mine, *args, *params), fwd_bwd(cell_call(module, pair), *args), repeats=30)))
     return out
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import time
 from collections.abc import Callable
 
 import torch
@@ -20,17 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from minidl import optim, train
 
-
-def interleaved_ratio(ours: Callable[[], object], other: Callable[[], object], repeats: int = 9) -> float:
-    """min time of ``ours`` / min time of ``other``, run alternately so that noise hits both."""
-    ours(), other()                                   # warm up
-    t_ours, t_other = [], []
-    for _ in range(repeats):
-        for f, times in ((ours, t_ours), (other, t_other)):
-            start = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - start)
-    return min(t_ours) / min(t_other)
+from .timing import interleaved_ratio
 
 
 def digits_like(n: int = 2048, seed: int = 0) -> tuple[DataLoader, DataLoader]:

@@ -25,5 +25,17 @@ def best_time(fn: Callable[[], object], repeats: int = 7, min_seconds: float = 0
 
 
 def ratio(ours: Callable[[], object], builtin: Callable[[], object]) -> float:
-    """time(ours) / time(builtin), measured alternately in this run."""
+    """time(ours) / time(builtin), each timed over many calls, one after the other in this run."""
     return best_time(ours) / best_time(builtin)
+
+
+def interleaved_ratio(ours: Callable[[], object], other: Callable[[], object], repeats: int = 9) -> float:
+    """min time of ``ours`` / min time of ``other``, single calls run alternately so that noise hits both."""
+    ours(), other()                                   # warm up
+    t_ours, t_other = [], []
+    for _ in range(repeats):
+        for f, times in ((ours, t_ours), (other, t_other)):
+            start = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - start)
+    return min(t_ours) / max(min(t_other), 1e-9)
