@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import statistics
 import os
-import subprocess
 import pathlib
+import statistics
+import subprocess
 import sys
 import time
 
@@ -48,8 +48,10 @@ def rows_in_processes(stem: str, processes: int) -> list[tuple[str, list[float]]
     runs = []
     for _ in range(processes):
         done = subprocess.run([sys.executable, "-m", "bench", "--rows", stem], cwd=ROOT,
-                              capture_output=True, text=True, check=True)
-        runs.append(dict(json.loads(done.stdout)))
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"bench/{stem}.py failed:\n{done.stderr[-3000:]}")
+        runs.append(dict(json.loads(done.stdout.splitlines()[-1])))     # the last line: anything printed before it is not data
     return [(name, [run[name] for run in runs]) for name in runs[0]]
 
 
