@@ -196,6 +196,8 @@ class Sandbox:
         codes = set()
         for label, owner, obj, attr in self.targets:
             func = obj.__dict__.get("forward") if isinstance(obj, type) else obj
+            if isinstance(func, staticmethod | classmethod):
+                func = func.__func__  # an autograd.Function's forward: refuse inside Function.apply
             while isinstance(func, types.FunctionType) and func.__code__.co_freevars and hasattr(func, "__wrapped__"):
                 func = func.__wrapped__  # a decorated function: refuse in the function it wraps
             if isinstance(func, types.FunctionType) and not func.__code__.co_freevars:

@@ -119,6 +119,18 @@ def test_conv2d_forbidden_unfold():
     assert result.status == "forbidden" and "unfold" in result.failures[0].message
 
 
+def test_conv2d_forbidden_reference_im2col():
+    """minidl's own im2col is an autograd.Function: it is refused inside Function.apply, by name."""
+    from minidl import cnn
+
+    def via_reference_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1):
+        taps = [(slice(u, u + x.shape[2] - 2), slice(v, v + x.shape[3] - 2)) for u in range(3) for v in range(3)]
+        return cnn.Im2col.apply(x.transpose(0, 1), taps)
+
+    result = check("cnn.conv2d", via_reference_im2col)
+    assert result.status == "forbidden" and "minidl.cnn.Im2col" in result.failures[0].message
+
+
 def test_conv2d_forbidden_builtin():
     assert check("cnn.conv2d", lambda x, w, b=None, **k: F.conv2d(x, w, b, **k)).status == "forbidden"
 

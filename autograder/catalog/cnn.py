@@ -143,6 +143,7 @@ CONV_FORBIDDEN = (
     "torch.nn.functional.conv*", "torch.conv*", "torch.nn.Conv*", "torch.nn.LazyConv*", "torch.nn.functional.unfold",
     "torch.nn.Unfold", "torch.nn.functional.fold", "torch.nn.Fold", "torch._convolution", "torch.cudnn_convolution",
     "torch.mkldnn_convolution", "aten::convolution", "aten::_convolution", "aten::conv2d", "aten::im2col",
+    "minidl.cnn.Im2col",
 )
 POOL_FORBIDDEN = (
     "torch.nn.functional.max_pool*", "torch.nn.functional.adaptive_max_pool*", "torch.max_pool*", "torch.nn.MaxPool*",
