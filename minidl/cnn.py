@@ -66,9 +66,9 @@ def conv2d_loops(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 class Im2col(torch.autograd.Function):
     """cols = im2col(xp) with its adjoint, col2im, written out as the backward pass.
 
-    forward:  xp [C, B, Hp, Wp] -> cols [C, T, B, Ho, Wo], cols[:, t] = xp[:, :, rows_t, cols_t]
+    forward:  xp [C, B, Hp, Wp] -> cols [C, T, B, Ho, Wo], cols[:, t] = xp[:, :, rows_t, columns_t]
               for the T = kh*kw kernel taps, each a (rows, columns) pair of strided slices.
-    backward: grad_xp[:, :, rows_t, cols_t] += grad_cols[:, t] for every tap, into one zero tensor.
+    backward: grad_xp[:, :, rows_t, columns_t] += grad_cols[:, t] for every tap, into one zero tensor.
     Autograd would compute the same through the slices, but with one zero tensor of the padded
     input's full size per tap and a sum over all of them; this is the same algebra, written once.
     """
@@ -76,13 +76,13 @@ class Im2col(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xp: torch.Tensor, taps: list[tuple[slice, slice]]) -> torch.Tensor:
         ctx.shape, ctx.taps = xp.shape, taps
-        return torch.stack([xp[:, :, rows, cols] for rows, cols in taps], dim=1)
+        return torch.stack([xp[:, :, rows, columns] for rows, columns in taps], dim=1)
 
     @staticmethod
     def backward(ctx, grad_cols: torch.Tensor) -> tuple[torch.Tensor, None]:
         grad_xp = grad_cols.new_zeros(ctx.shape)
-        for t, (rows, cols) in enumerate(ctx.taps):
-            grad_xp[:, :, rows, cols] += grad_cols[:, t]
+        for t, (rows, columns) in enumerate(ctx.taps):
+            grad_xp[:, :, rows, columns] += grad_cols[:, t]
         return grad_xp, None
 
 
@@ -96,8 +96,8 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     with Ho = conv_output_size(H, kh, sh, ph, dh) and the same for Wo. The rows of ``cols`` for
     one kernel tap (u, v) are a single strided slice of the padded batch (shifted by (u*dh, v*dw),
     every sh-th row and sw-th column), so the loop runs over the kh*kw taps, never over output
-    positions. Putting the batch into the matmul makes forward and backward one large matrix
-    product each; ``Im2col`` adds each tap's gradient back in place. The product is taken as
+    positions. Putting the batch into the matmul makes the forward pass one large matrix product
+    (and the backward pass two); ``Im2col`` adds each tap's gradient back in place. The product is taken as
     cols^T @ w^T, [B*Ho*Wo, O], which the CPU's BLAS runs faster than w @ cols for this shape.
     """
     (sh, sw), (ph, pw), (dh, dw) = pair(stride), pair(padding), pair(dilation)
