@@ -34,7 +34,7 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     if is_causal and attn_mask is not None:
         raise ValueError("give attn_mask or is_causal=True, not both")
     if is_causal:
-        attn_mask = torch.ones(L, S, dtype=torch.bool, device=q.device).tril()
+        attn_mask = causal_mask(max(L, S), q.device)[:L, :S]                          # key s <= query l
     scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)   # [..., L, S]
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
