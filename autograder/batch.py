@@ -100,10 +100,10 @@ def discover(folder: pathlib.Path) -> tuple[list[Submission], list[str]]:
 
 def digest(path: pathlib.Path, hidden: bool) -> str:
     """What a stored result depends on: the notebook's bytes, hidden cases or not, the grader's code."""
-    from .oracle import code_digest, read_secret
+    from .policy import grader_digest, secret
 
-    secret = hashlib.sha256((read_secret() or "").encode()).hexdigest()[:12] if hidden else "public"
-    return hashlib.sha256(path.read_bytes() + f"|{secret}|{code_digest()}".encode()).hexdigest()[:24]
+    key = hashlib.sha256((secret().value or "").encode()).hexdigest()[:12] if hidden else "public"
+    return hashlib.sha256(path.read_bytes() + f"|{key}|{grader_digest()}".encode()).hexdigest()[:24]
 
 
 def write_atomic(path: pathlib.Path, text: str) -> None:
@@ -131,8 +131,11 @@ _expected: dict = {}
 
 def _init(expected: dict) -> None:
     _expected.update(expected)
-    os.environ.pop("AUTOGRADER_SECRET", None)  # the pool's processes need no secret: hidden cases
-    os.environ.pop("AUTOGRADER_SECRET_FILE", None)  # came with ``expected``
+    from .policy import learner_env
+
+    kept = learner_env()  # the pool's processes need no secret: hidden cases came with ``expected``
+    os.environ.clear()
+    os.environ.update(kept)
 
 
 def grade_one(sub: Submission, out: pathlib.Path, hidden: bool, limits, key_digest: str) -> str:
@@ -150,10 +153,10 @@ def run(folder: pathlib.Path, csv_path: pathlib.Path, workers: int = 1, limits=N
         hidden: bool | None = None, progress: bool | None = None) -> list[dict]:
     """Grade what is left under ``folder``, then write the CSV and the per-student files; the rows."""
     from .grading import Limits, expected_values
-    from .oracle import read_secret
+    from .policy import secret
 
     limits = limits or Limits()
-    hidden = read_secret() is not None if hidden is None else hidden
+    hidden = bool(secret()) if hidden is None else hidden
     out = csv_path.with_suffix("")
     subs, notes = discover(folder)
     for note in notes:

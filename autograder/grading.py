@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import notebook, oracle
+from . import notebook, oracle, policy
 from .catalog import LESSONS
 from .confine import Confinement, release, sandbox_user
 from .judge import judge
@@ -39,7 +39,7 @@ class Limits:
     exercise: float = 300
     memory: int = 8192
     processes: int = 256
-    hide: tuple[str, ...] = field(default_factory=lambda: secret_files())
+    hide: tuple[str, ...] = field(default_factory=lambda: policy.secret_files())
 
     def kernel(self) -> Confinement:
         return Confinement(memory=self.memory, cpu=int(2 * self.notebook) + 60, processes=self.processes,
@@ -48,12 +48,6 @@ class Limits:
     def worker(self) -> Confinement:
         return Confinement(memory=self.memory, cpu=int(2 * self.exercise) + 30, processes=self.processes,
                            hide=self.hide)
-
-
-def secret_files() -> tuple[str, ...]:
-    """The files that may hold the instructor's secret: learner processes must not read them."""
-    candidates = [os.environ.get(oracle.SECRET_FILE_ENV), str(ROOT / "course" / ".autograder_secret")]
-    return tuple(str(pathlib.Path(p).resolve()) for p in candidates if p and os.path.isfile(p))
 
 
 @dataclass
@@ -120,7 +114,7 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
     ``expected`` is what ``expected_values`` returns, when the caller has it already (batch)."""
     limits = limits or Limits()
     path = pathlib.Path(path)
-    hidden = oracle.read_secret() is not None if hidden is None else hidden
+    hidden = bool(policy.secret()) if hidden is None else hidden
     loaded = notebook.read(path)
     nb = loaded.nb
     key = notebook.lesson_key(nb, path)
@@ -178,7 +172,7 @@ def check_in_worker(jobs: list, defs: pathlib.Path, tmp: pathlib.Path, limits: L
     os.chmod(request, 0o644)
     box = tmp / secrets.token_hex(12)  # the worker's own folder, for its answers
     box.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
+    env = policy.learner_env()
     env.update(PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
     command = limits.worker().prefix(home=str(box), own=(str(box),)) + [
         sys.executable, "-m", "autograder.worker", str(request), str(box)]

@@ -33,6 +33,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from .catalog import LESSONS
 from .check import COLLECT_ENV
 from .confine import Confinement, release, sandbox_user
+from .policy import learner_env
 
 EXTRACT = """
 def __minidl_extract(names, folder):
@@ -199,7 +200,7 @@ def lesson_key(nb: nbformat.NotebookNode | None, path: pathlib.Path) -> str | No
 
 def kernel_env(home: str) -> dict[str, str]:
     """The learner kernel's environment: no secrets, checks deferred, quiet progress bars."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_")}
+    env = learner_env()
     env[COLLECT_ENV] = "1"
     env.setdefault("PYTHONWARNINGS", "ignore")
     env.update(MPLBACKEND="Agg", TQDM_DISABLE="1", HOME=home, JUPYTER_RUNTIME_DIR=home)

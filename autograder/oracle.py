@@ -21,19 +21,9 @@ import tempfile
 
 import torch
 
+from . import policy
+
 PUBLIC_SEED = "minidl-public-2026"
-SECRET_ENV = "AUTOGRADER_SECRET"
-SECRET_FILE_ENV = "AUTOGRADER_SECRET_FILE"
-
-
-def read_secret() -> str | None:
-    """The instructor's secret: $AUTOGRADER_SECRET, or the file named by $AUTOGRADER_SECRET_FILE."""
-    if os.environ.get(SECRET_ENV):
-        return os.environ[SECRET_ENV]
-    path = os.environ.get(SECRET_FILE_ENV)
-    if path and os.path.exists(path):
-        return pathlib.Path(path).read_text().strip() or None
-    return None
 
 
 def move(obj, device: str):
@@ -72,7 +62,7 @@ def compute(ids: list[str], hidden: bool, devices: list[str]) -> dict:
 
     seed = PUBLIC_SEED
     if hidden:
-        secret = read_secret() or "no-secret-set"
+        secret = os.environ.get(policy.SECRET_ENV) or "no-secret-set"  # handed over by cases_and_expected
         seed = "hidden:" + hashlib.sha256(secret.encode()).hexdigest()
     torch.use_deterministic_algorithms(False)
     results = {}
@@ -95,16 +85,6 @@ def compute(ids: list[str], hidden: bool, devices: list[str]) -> dict:
     return results
 
 
-def code_digest() -> str:
-    """A digest of the code that makes cases and expected values, for the cache key."""
-    root = pathlib.Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(torch.__version__.encode())
-    own = [root / "autograder" / name for name in ("exercise.py", "oracle.py", "probes.py", "plain.py")]
-    for path in sorted([*root.glob("minidl/*.py"), *root.glob("autograder/catalog/*.py"), *own]):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:20]
-
-
 def cache_dir() -> pathlib.Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "minidl" / "oracle"
@@ -120,7 +100,7 @@ def cases_and_expected(ids: list[str], hidden: bool = False, devices: list[str] 
     from minidl.device import available_devices
 
     devices = devices or [str(d) for d in available_devices()]
-    key = hashlib.sha256(json.dumps([sorted(ids), hidden, devices, code_digest()]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([sorted(ids), hidden, devices, policy.grader_digest()]).encode()).hexdigest()[:24]
     cached = cache_dir() / f"{key}.pt"
     if use_cache and not hidden and cached.exists():
         try:
@@ -130,7 +110,9 @@ def cases_and_expected(ids: list[str], hidden: bool = False, devices: list[str] 
     with tempfile.TemporaryDirectory() as tmp:
         request, answer = pathlib.Path(tmp, "request.json"), pathlib.Path(tmp, "answer.pt")
         request.write_text(json.dumps({"ids": ids, "hidden": hidden, "devices": devices}))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AUTOGRADER_") or hidden}
+        env = policy.learner_env()  # the reference process reads nothing of the grader's but the secret
+        if hidden:
+            env[policy.SECRET_ENV] = policy.secret().value or ""
         proc = subprocess.run(
             [sys.executable, "-m", "autograder.oracle", str(request), str(answer)],
             capture_output=True, text=True, timeout=timeout, env=env,

@@ -17,9 +17,10 @@ def cached_report(path: pathlib.Path, limits, refresh: bool) -> dict:
     """The JSON report of ``path``: from the cache when the notebook has not changed."""
     from .batch import digest, write_atomic
     from .grading import grade_notebook
-    from .oracle import cache_dir, read_secret
+    from .oracle import cache_dir
+    from .policy import secret
 
-    hidden = read_secret() is not None
+    hidden = bool(secret())
     key = digest(path, hidden)
     cached = cache_dir().parent / "progress" / f"{key}.json"
     if cached.exists() and not refresh:

@@ -1,17 +1,25 @@
 """nbgrader configuration for the minidl course (read by every nbgrader command run in course/)."""
 
+import importlib.util
 import os
 import pathlib
+import sys
 
 c = get_config()  # noqa: F821 (provided by nbgrader)
 
 here = pathlib.Path(__file__).resolve().parent
+# The grading policy (secret, limits) lives in autograder/policy.py; loaded by its path, since
+# importing the autograder package would load PyTorch into every nbgrader command.
+_spec = importlib.util.spec_from_file_location("minidl_policy", here.parent / "autograder" / "policy.py")
+policy = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(policy)
 c.CourseDirectory.root = str(here)
 c.CourseDirectory.course_id = "minidl"
 
 # Per-cell time limit: training cells and the checks (which start a reference process) need
 # more than nbgrader's default 30 s on a 2-core CPU. A cell that runs past it is interrupted.
-c.ExecutePreprocessor.timeout = 300
+# The same limit as `python -m autograder grade|batch` (policy.CELL_SECONDS).
+c.ExecutePreprocessor.timeout = policy.CELL_SECONDS
 c.ExecutePreprocessor.interrupt_on_timeout = True
 # Without this, nbclient interrupts a cell that ignores the interrupt (a learner's code can)
 # again and again, forever; with it, the cell ends as an error and autograde goes on.
@@ -38,7 +46,8 @@ c.GenerateFeedback.preprocessors = [
 os.environ.setdefault("PYTHONWARNINGS", "ignore")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-# The instructor's secret seed for hidden cases lives outside the repository (see README).
-secret_file = here / ".autograder_secret"
-if secret_file.exists() and "AUTOGRADER_SECRET" not in os.environ:
-    os.environ["AUTOGRADER_SECRET_FILE"] = str(secret_file)
+# The instructor's secret seed for hidden cases lives outside the repository (see README):
+# $AUTOGRADER_SECRET, or .autograder_secret next to this file, found as every command finds it.
+secret_file = here / policy.SECRET_NAME
+if secret_file.exists() and policy.SECRET_ENV not in os.environ:
+    os.environ.setdefault(policy.SECRET_FILE_ENV, str(secret_file))

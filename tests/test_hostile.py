@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 import minidl.tensors
-from autograder import grading
+from autograder import grading, policy
 from autograder.confine import PIDS_CGROUP, release, sandbox_user
 
 from .conftest import ROOT
@@ -304,7 +304,7 @@ def test_the_secret_never_reaches_learner_code(tmp_path, expected, monkeypatch):
         "        except OSError:\n            continue\n"
         "        found += [v for v in env.split(chr(0)) if v.startswith('AUTOGRADER_SECRET')]\n    return found\n")
     spy = look + "SEEN = look()\ndef one_hot(labels, num_classes):\n    raise ValueError(repr((SEEN, look())))\n"
-    limits = grading.Limits(**{**LIMITS.__dict__, "hide": grading.secret_files()})
+    limits = grading.Limits(**{**LIMITS.__dict__, "hide": policy.secret_files()})
     results, report = grade(tmp_path, expected, build(spy), limits)
     message = results["one_hot"].message
     assert "ValueError" in message and "AUTOGRADER" not in message, message  # kernel and worker saw nothing
