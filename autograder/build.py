@@ -70,8 +70,9 @@ def setup() -> str:
 def test_cell(exercise_id: str) -> str:
     e = EXERCISES[exercise_id]
     return (
-        f"# Check your {e.name} ({e.points:g} points). Run this cell; the report says what to fix.\n"
-        f"check(\"{e.id}\", {e.name})\n"
+        f"# Check your {e.name} ({e.points:g} points). Run this cell: the report says what to fix, and\n"
+        "# the number it ends with is the score that nbgrader's Validate button and the graders read.\n"
+        f"check(\"{e.id}\", {e.name}).points\n"
         "### BEGIN HIDDEN TESTS\n"
         f"check(\"{e.id}\", {e.name}, hidden=True).points\n"
         "### END HIDDEN TESTS"

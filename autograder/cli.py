@@ -7,6 +7,7 @@ import json
 import pathlib
 import sys
 
+from . import policy
 from .catalog import LESSONS
 
 
@@ -21,16 +22,27 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def limits(args: argparse.Namespace):
-    from .grading import Limits
+def limits(args: argparse.Namespace) -> policy.Limits:
+    return policy.Limits(cell=args.cell_timeout, notebook=args.timeout, memory=args.memory)
 
-    return Limits(cell=args.cell_timeout, notebook=args.timeout, exercise=args.exercise_timeout, memory=args.memory)
+
+def use_secret(args: argparse.Namespace) -> None:
+    """``--secret-file``, then the first line of every grading run: whether hidden cases count."""
+    if getattr(args, "secret_file", None):
+        policy.use_secret_file(args.secret_file)
+    print(policy.secret().banner(), file=sys.stderr)
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
     from .grading import grade_notebook
 
-    report = grade_notebook(args.notebook, limits(args))
+    path = pathlib.Path(args.notebook)
+    if not path.is_file():
+        print(f"error: {path} is not a file; give the path of a notebook (.ipynb). In Colab, grade from the "
+              "notebook itself with grade_this_notebook() (the last cell of every lesson)", file=sys.stderr)
+        return 2
+    use_secret(args)
+    report = grade_notebook(path, limits(args))
     print(report.table())
     if args.json:
         with open(args.json, "w") as f:
@@ -59,19 +71,30 @@ def cmd_batch(args: argparse.Namespace) -> int:
 def cmd_progress(args: argparse.Namespace) -> int:
     from .progress import progress
 
+    use_secret(args)
     print(progress(pathlib.Path(args.folder), limits(args), refresh=args.refresh))
     return 0
 
 
 def add_limits(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cell-timeout", type=float, default=120, help="seconds per cell (default 120)")
-    p.add_argument("--timeout", type=float, default=900, help="seconds for the whole notebook (default 900)")
-    p.add_argument("--exercise-timeout", type=float, default=300, help="seconds to check one exercise (default 300)")
-    p.add_argument("--memory", type=int, default=8192, help="MB of address space for learner code (default 8192)")
+    p.add_argument("--secret-file", metavar="FILE",
+                   help="the instructor's secret (the seed of the hidden cases). Without it: $AUTOGRADER_SECRET, "
+                        f"$AUTOGRADER_SECRET_FILE, or {policy.SECRET_NAME} next to the course's nbgrader_config.py; "
+                        "with none of them, only public cases are graded, and the first line says so")
+    p.add_argument("--cell-timeout", type=float, default=policy.CELL_SECONDS,
+                   help=f"seconds per notebook cell (default {policy.CELL_SECONDS}, as nbgrader_config.py)")
+    p.add_argument("--timeout", type=float, default=policy.NOTEBOOK_SECONDS,
+                   help=f"seconds for the whole notebook (default {policy.NOTEBOOK_SECONDS})")
+    p.add_argument("--memory", type=int, default=policy.MEMORY_MB,
+                   help=f"MB of address space for learner code (default {policy.MEMORY_MB})")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder", description="minidl's autograder")
+    parser = argparse.ArgumentParser(
+        prog="python -m autograder", description="minidl's autograder",
+        epilog="Each exercise's check has a time budget sized from its reference's measured time on every case "
+               f"(a case may take {policy.CASE_FACTOR}x the reference's time plus "
+               "a few seconds; an endless loop is stopped after one case per group), so no timeout flag is needed.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="print the exercise catalogue")
     p.add_argument("-v", "--verbose", action="store_true", help="also what each builds and what is forbidden")

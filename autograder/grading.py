@@ -21,33 +21,23 @@ import torch
 
 from . import notebook, oracle, policy
 from .catalog import LESSONS
+from .attempt import prepare, score, zero
 from .confine import Confinement, release, sandbox_user
-from .judge import judge
+from .policy import Limits
 from .report import Result
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-@dataclass
-class Limits:
-    """What learner code may use. Seconds: per notebook cell, for the whole notebook, per
-    exercise's worker; memory (address space) in MB for the kernel and for each worker;
-    processes and threads the learner's code may start; files it must not read (the secret's)."""
+def kernel_confinement(limits: Limits) -> Confinement:
+    """The learner's kernel: the notebook's time (twice, in CPU seconds) and the memory limit."""
+    return Confinement(memory=limits.memory, cpu=int(2 * limits.notebook) + 60, processes=limits.processes,
+                       hide=limits.hide)
 
-    cell: float = 120
-    notebook: float = 900
-    exercise: float = 300
-    memory: int = 8192
-    processes: int = 256
-    hide: tuple[str, ...] = field(default_factory=lambda: policy.secret_files())
 
-    def kernel(self) -> Confinement:
-        return Confinement(memory=self.memory, cpu=int(2 * self.notebook) + 60, processes=self.processes,
-                           hide=self.hide)
-
-    def worker(self) -> Confinement:
-        return Confinement(memory=self.memory, cpu=int(2 * self.exercise) + 30, processes=self.processes,
-                           hide=self.hide)
+def worker_confinement(limits: Limits, seconds: float) -> Confinement:
+    """The checking worker: the exercises' budgets (twice, in CPU seconds) and the memory limit."""
+    return Confinement(memory=limits.memory, cpu=int(2 * seconds) + 30, processes=limits.processes, hide=limits.hide)
 
 
 @dataclass
@@ -82,14 +72,12 @@ class Report:
         lines += [f"  ~ {r}" for r in self.repairs]
         for r in self.results:
             lines.append(f"  {r.exercise:<{width}}  {r.points:>5g} / {r.max_score:<3g} {'ok ' if r.passed else '-- '} {r.message}")
+            if r.hint:
+                lines.append(f"  {'':<{width}}  {'':>5}   {'':<3}     hint: {r.hint}")
         pct = 100 * self.score / self.max_score if self.max_score else 0.0
         lines.append(f"  {'total':<{width}}  {self.score:>5g} / {self.max_score:<3g} ({pct:.0f}%)"
                      + ("" if self.hidden else "   public cases only (no instructor secret set)"))
         return "\n".join(lines)
-
-
-def zero(exercise, status: str, note: str) -> Result:
-    return Result(exercise.id, exercise.title, 0.0, exercise.points, 0, 0, status=status, note=note)
 
 
 def missing_note(name: str, callables: set[str]) -> str:
@@ -109,15 +97,16 @@ def expected_values(key: str, hidden: bool) -> tuple[dict, dict]:
 
 
 def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden: bool | None = None,
-                   expected: tuple[dict, dict] | None = None) -> Report:
+                   expected: tuple[dict, dict] | None = None, lesson: str | None = None) -> Report:
     """Grade one notebook; every exercise of its lesson gets a result, whatever happens.
-    ``expected`` is what ``expected_values`` returns, when the caller has it already (batch)."""
+    ``expected`` is what ``expected_values`` returns, when the caller has it already (batch);
+    ``lesson`` is the lesson the caller's submission lookup chose (else the notebook says)."""
     limits = limits or Limits()
     path = pathlib.Path(path)
     hidden = bool(policy.secret()) if hidden is None else hidden
     loaded = notebook.read(path)
     nb = loaded.nb
-    key = notebook.lesson_key(nb, path)
+    key = lesson if lesson in LESSONS else notebook.lesson_key(nb, path)
     report = Report(str(path), key, hidden=hidden, repairs=list(loaded.repairs))
     if loaded.problem:
         report.problems.append(loaded.problem)
@@ -136,11 +125,11 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
         scratch = tmp / secrets.token_hex(12)
         scratch.mkdir()
         run = notebook.execute(nb, [e.name for e in exercises], scratch, limits.cell, limits.notebook,
-                               limits.kernel())
+                               kernel_confinement(limits))
         report.problems += run.problems
         report.seconds = run.seconds
-        data, secret = expected_values(key, hidden) if expected is None else expected
-        jobs = []  # (exercise, cases, expected, hidden_from) of each exercise the notebook defines
+        public, secret = expected_values(key, hidden) if expected is None else expected
+        attempts = []  # one per exercise the notebook defines
         for exercise in exercises:
             state = run.definitions.get(exercise.name, "missing")
             if state != "ok":
@@ -148,39 +137,34 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
                         else f"{exercise.name} could not be taken out of the notebook ({state})")
                 report.results.append(zero(exercise, "missing", note))
                 continue
-            cases, expected = list(data[exercise.id]["cases"]), list(data[exercise.id]["expected"])
-            hidden_from = None
-            if hidden:
-                hidden_from = len(cases)
-                cases += secret[exercise.id]["cases"]
-                expected += secret[exercise.id]["expected"]
-            jobs.append((exercise, cases, expected, hidden_from))
-        checked = check_in_worker(jobs, scratch / "defs", tmp, limits)
+            attempts.append(prepare(exercise, public[exercise.id], secret[exercise.id] if hidden else None))
+        checked = check_in_worker(attempts, scratch / "defs", tmp, limits)
         order = {e.id: i for i, e in enumerate(exercises)}
         report.results = sorted(report.results + checked, key=lambda r: order[r.exercise])
     return report
 
 
-def check_in_worker(jobs: list, defs: pathlib.Path, tmp: pathlib.Path, limits: Limits) -> list[Result]:
+def check_in_worker(attempts: list, defs: pathlib.Path, tmp: pathlib.Path, limits: Limits) -> list[Result]:
     """Run each exercise's cases in a confined worker, each exercise in a child process of its
-    own (see worker.py), and judge what comes back (plain trees only)."""
-    if not jobs:
+    own with its own time budget (see worker.py), and judge what comes back (plain trees only)."""
+    if not attempts:
         return []
     request = tmp / "request.pt"  # the grader's: readable, not writable, by the worker
-    torch.save({"jobs": [{"exercise": e.id, "definition": str(defs / f"{e.name}.pkl"), "cases": cases,
-                          "seconds": limits.exercise} for e, cases, _, _ in jobs]}, request)
+    torch.save({"jobs": [{"exercise": a.exercise.id, "definition": str(defs / f"{a.exercise.name}.pkl"),
+                          "cases": a.cases, "case_seconds": a.seconds, "seconds": a.budget} for a in attempts]}, request)
     os.chmod(request, 0o644)
     box = tmp / secrets.token_hex(12)  # the worker's own folder, for its answers
     box.mkdir()
+    total = sum(a.budget for a in attempts)
     env = policy.learner_env()
     env.update(PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore", TQDM_DISABLE="1")
-    command = limits.worker().prefix(home=str(box), own=(str(box),)) + [
+    command = worker_confinement(limits, total).prefix(home=str(box), own=(str(box),)) + [
         sys.executable, "-m", "autograder.worker", str(request), str(box)]
     with open(tmp / "worker.log", "wb") as err:
         proc = subprocess.Popen(command, cwd=box, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=err, start_new_session=True)
         try:
-            proc.wait(timeout=len(jobs) * (limits.exercise + 5) + 60)
+            proc.wait(timeout=total + 5 * len(attempts) + 60)
         except subprocess.TimeoutExpired:
             pass
         finally:
@@ -189,25 +173,26 @@ def check_in_worker(jobs: list, defs: pathlib.Path, tmp: pathlib.Path, limits: L
         outcomes = json.loads((box / "outcomes.json").read_text())
     except (OSError, ValueError):
         outcomes = []
-    return [answer(job, outcomes[i] if i < len(outcomes) else "lost", box / f"{i}.pt", box / f"{i}.log", limits)
-            for i, job in enumerate(jobs)]
+    return [answer(a, outcomes[i] if i < len(outcomes) else "lost", box / f"{i}.pt", box / f"{i}.log")
+            for i, a in enumerate(attempts)]
 
 
-def answer(job, code, path: pathlib.Path, log: pathlib.Path, limits: Limits) -> Result:
+def answer(attempt, code, path: pathlib.Path, log: pathlib.Path) -> Result:
     """One exercise's result from its child's exit code and answer file."""
-    exercise, cases, expected, hidden_from = job
+    exercise = attempt.exercise
     if code == "lost":
         return zero(exercise, "error", f"the process checking {exercise.name} was lost (the checks of the "
                                        "exercises before it took all the time)")
     if code is None:
-        return zero(exercise, "error", f"checking {exercise.name} took longer than {limits.exercise:g} s, so it was stopped")
+        return zero(exercise, "error", f"checking {exercise.name} took longer than its {attempt.budget:g} s "
+                                       "(the reference's time on every case, many times over), so it was stopped")
     if code != 0 or not path.exists():
         return zero(exercise, "error", f"your {exercise.name} crashed the process that checks it "
                                        f"({crash_reason(code, log)})")
     try:
         answer_data = torch.load(path, weights_only=True)
         got, ratios, tampered = answer_data["got"], answer_data["ratios"], answer_data["tampered"]
-        if not isinstance(got, list) or len(got) != len(cases) or not isinstance(ratios, dict):
+        if not isinstance(got, list) or len(got) != len(attempt.cases) or not isinstance(ratios, dict):
             raise ValueError("wrong number of outputs")
     except Exception:
         return zero(exercise, "error", f"the outputs of {exercise.name} could not be read back as plain data")
@@ -215,7 +200,7 @@ def answer(job, code, path: pathlib.Path, log: pathlib.Path, limits: Limits) -> 
         return zero(exercise, "error", f"your {exercise.name} replaced the grader's own code "
                                        f"({', '.join(tampered[:3])}), so it scores 0")
     try:
-        return judge(exercise, cases, expected, got, ratios, hidden_from)
+        return score(attempt, got, ratios)
     except Exception as e:  # outputs shaped like plain trees but not quite: the learner's doing
         return zero(exercise, "error", f"the outputs of {exercise.name} could not be judged ({type(e).__name__})")
 

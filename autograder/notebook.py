@@ -31,9 +31,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from .catalog import LESSONS
-from .check import COLLECT_ENV
 from .confine import Confinement, release, sandbox_user
-from .policy import learner_env
+from .policy import COLLECT_ENV, learner_env
 
 EXTRACT = """
 def __minidl_extract(names, folder):

@@ -1,8 +1,9 @@
 """Expected values, computed by minidl's reference in a clean process.
 
-``cases_and_expected`` returns, for each exercise, the generated cases and the plain trees of
+``cases_and_expected`` returns, for each exercise, the generated cases, the plain trees of
 the reference's outputs on them (for a trained-model exercise, of the answers its cases carry,
-which are then taken out of the cases). They are computed by ``python -m autograder.oracle`` in
+which are then taken out of the cases), and the reference's time on each case, which sizes the
+learner's time limits. They are computed by ``python -m autograder.oracle`` in
 a fresh interpreter that imports minidl and the catalogue and nothing of the learner's, so no
 learner code can alter them. Public results are cached in the user's cache directory (keyed
 by the code that makes them); hidden cases use a secret seed that only this process reads.
@@ -18,6 +19,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import time
 
 import torch
 
@@ -74,14 +76,16 @@ def compute(ids: list[str], hidden: bool, devices: list[str]) -> dict:
             cases = [dataclasses.replace(case, answer=None) for case in cases]  # never sent to learner code
             results[eid] = {"cases": cases, "expected": outputs}
             continue
-        reference = exercise.reference()
+        reference, seconds = exercise.reference(), []
         for case in cases:
+            start = time.perf_counter()
             try:
                 with quiet():
                     outputs.append(plain(exercise.probe_for(case.group)(reference, *case.args, **case.kwargs)))
             except Exception as e:  # the case asks for an exception (invalid input)
                 outputs.append(raised(e))
-        results[eid] = {"cases": cases, "expected": outputs}
+            seconds.append(time.perf_counter() - start)  # sizes the case's time limit (policy.case_seconds)
+        results[eid] = {"cases": cases, "expected": outputs, "seconds": seconds}
     return results
 
 

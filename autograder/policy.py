@@ -28,6 +28,9 @@ SECRET_ENV = "AUTOGRADER_SECRET"
 SECRET_FILE_ENV = "AUTOGRADER_SECRET_FILE"
 SECRET_NAME = ".autograder_secret"  # in the course folder, next to nbgrader_config.py
 LEARNER_STRIPPED = "AUTOGRADER_"  # every variable with this prefix is removed from learner processes
+# Set in the kernel that `grade` runs a notebook in: the notebook's own checks are deferred there,
+# because the grader checks every exercise in processes of its own.
+COLLECT_ENV = "AUTOGRADER_COLLECT"
 
 
 # -- the secret -------------------------------------------------------------------------------
@@ -133,11 +136,12 @@ class Limits:
 # A case may take this many times the reference's time on it, plus CASE_GRACE seconds (Python
 # loops, a first call that compiles or allocates); an exercise gets the sum over its cases plus
 # EXERCISE_GRACE (loading PyTorch's kernels, unpickling the learner's code). An endless loop is
-# stopped after its first case's share; the cases after it get the same verdict without running.
+# stopped after one case's limit; the rest of that case's group gets its verdict without running.
 CASE_FACTOR = 200
 CASE_GRACE = 2.0
 EXERCISE_GRACE = 5.0
 SPEED_REPEATS = 11  # a speed case runs the learner's code this many more times (see runner.time_ratio)
+TRAINED_CASE_SECONDS = 30.0  # a trained model's case (no reference to time): one forward pass over held-out data
 
 
 def case_seconds(reference_seconds: float) -> float:
@@ -145,11 +149,10 @@ def case_seconds(reference_seconds: float) -> float:
     return round(CASE_GRACE + CASE_FACTOR * max(reference_seconds, 0.0), 2)
 
 
-def budget(reference_seconds: list[float], speed_cases: int = 0) -> float:
-    """The time one exercise's check may take: every case's share, speed timings included."""
-    per_case = [case_seconds(s) for s in reference_seconds]
-    slowest = max(per_case, default=CASE_GRACE)
-    return round(EXERCISE_GRACE + sum(per_case) + speed_cases * SPEED_REPEATS * slowest, 1)
+def budget(case_limits: list[float], speed_cases: int = 0) -> float:
+    """The time one exercise's check may take: every case's limit, and the speed cases' timings."""
+    slowest = max(case_limits, default=CASE_GRACE)
+    return round(EXERCISE_GRACE + sum(case_limits) + speed_cases * SPEED_REPEATS * slowest, 1)
 
 
 # -- what a grade depends on -----------------------------------------------------------------------

@@ -19,6 +19,26 @@ class Failure:
     where: str = ""
 
 
+class Points(float):
+    """A score that is a plain number to nbgrader and a report to a reader.
+
+    nbgrader takes a test cell's partial credit from the text of its last value ("1.5"), and
+    so does its Validate button; in Jupyter the same value shows the check's report with a
+    line saying which number the grader records."""
+
+    def __new__(cls, value: float, result: "Result"):
+        points = super().__new__(cls, value)
+        points.result = result
+        return points
+
+    def _repr_html_(self) -> str:
+        r = self.result
+        cases = f"hidden cases included: {r.hidden_cases}" if r.hidden_cases else "public cases"
+        return (r._repr_html_() + "<div style='font-family:sans-serif;font-size:90%;color:#555;padding:2px 14px'>"
+                f"Score recorded for this cell: <b>{float(self):g}</b> of {r.max_score:g} ({cases}). "
+                "This number is what Validate and the graders read.</div>")
+
+
 @dataclass
 class Result:
     """Outcome of ``check``: ``score`` points out of ``max_score``; ``passed`` when every case passed."""
@@ -40,9 +60,14 @@ class Result:
         return self.status == "checked" and self.passed_cases == self.cases and self.cases > 0
 
     @property
-    def points(self) -> float:
-        """The score as a plain float, the last expression of an nbgrader test cell."""
-        return round(float(self.score), 4)
+    def points(self) -> Points:
+        """The score as a number, the last expression of an nbgrader test cell (see ``Points``)."""
+        return Points(round(float(self.score), 4), self)
+
+    @property
+    def hint(self) -> str:
+        """The hint of the first failing case ('' when there is none)."""
+        return self.failures[0].hint if self.failures else ""
 
     @property
     def message(self) -> str:

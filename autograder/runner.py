@@ -97,33 +97,43 @@ def run_case(exercise: Exercise, fn: Any, case: Case, seconds: float = CASE_SECO
     return result
 
 
-def time_ratio(exercise: Exercise, fn: Any, case: Case, repeats: int = 5) -> float:
+def time_ratio(exercise: Exercise, fn: Any, case: Case, seconds: float = CASE_SECONDS, repeats: int = 5) -> float:
     """Best-of-``repeats`` time of the learner's code over the reference's, measured here and now.
 
-    Both run under a sandbox (the reference under an empty one) so that the cost of the
-    torch-function mode is the same on both sides.
+    On the CPU both sides run on one thread and are timed in CPU time, not wall time, so the
+    ratio does not depend on what else the machine runs (other grading workers' threads once
+    slowed the reference 300-fold and not a learner's Python loop). On a GPU, wall time after a
+    synchronisation. Both run under a sandbox (the reference under an empty one) so that the
+    cost of the torch-function mode is the same on both sides.
     """
     reference = exercise.reference()
+    on_cpu = not case.device.startswith(("cuda", "mps"))
+    clock = time.process_time if on_cpu else time.perf_counter
 
     def best(f: Callable[..., Any], sandbox: Sandbox, repeats: int = repeats) -> float:
         times = []
         for _ in range(repeats):
             args, kwargs = copy.deepcopy((case.args, case.kwargs))
             sync(case.device)
-            start = time.perf_counter()
+            start = clock()
             with sandbox:
                 f(*args, **kwargs)
             sync(case.device)
-            times.append(time.perf_counter() - start)
+            times.append(clock() - start)
         return min(times)
 
+    threads = torch.get_num_threads()
     try:
-        with quiet(), time_limit(CASE_SECONDS):
+        if on_cpu:
+            torch.set_num_threads(1)
+        with quiet(), time_limit(seconds):
             best(reference, Sandbox(()), repeats=1)  # warm-up: a process's first calls can take 100x longer
             t_ref = best(reference, Sandbox(()))
             t_learner = best(fn, Sandbox(exercise.forbidden_names()))
     except (CaseTimeout, Exception):
         return math.inf
+    finally:
+        torch.set_num_threads(threads)
     return t_learner / max(t_ref, 1e-9)
 
 

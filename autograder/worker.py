@@ -7,8 +7,8 @@ then forks one child per exercise, before any learner code is loaded: each child
 own time limit, its own memory limit and its own crash, so an exercise that hangs, crashes or
 eats memory costs that exercise only, and whatever one exercise's code changes in its process
 is gone for the next. REQUEST (torch.save) holds one job per exercise: the exercise id, the
-path of the learner's definition (cloudpickle bytes), the cases' inputs and the seconds
-allowed. No expected value and no secret ever enter these processes.
+path of the learner's definition (cloudpickle bytes), the cases' inputs, each case's time
+limit and the seconds allowed for the whole exercise (see policy.budget). No expected value and no secret ever enter these processes.
 
 A child loads the definition with the exercise's forbidden built-ins already switched off, so
 an alias captured in the notebook is caught too, and a copy of the reference's code found in
@@ -49,8 +49,8 @@ def fingerprint() -> dict[str, int]:
 
 def check_one(request_path: str, index: int, answer_path: str) -> None:
     """In a child: run job ``index``'s cases on the learner's definition, save the plain outputs."""
+    from .attempt import run
     from .catalog import EXERCISES
-    from .check import run_cases
     from .plain import raised
     from .sandbox import Sandbox, copies_of
 
@@ -70,7 +70,7 @@ def check_one(request_path: str, index: int, answer_path: str) -> None:
     elif fn is None:
         got, ratios = [error] * len(cases), {}
     else:
-        got, ratios = run_cases(exercise, fn, cases)
+        got, ratios = run(exercise, fn, cases, job["case_seconds"])
     after = fingerprint()
     tampered = sorted(k for k in before if after.get(k) != before[k])
     torch.save({"got": got, "ratios": ratios, "tampered": tampered}, answer_path)
@@ -110,7 +110,7 @@ def wait(pid: int, seconds: float) -> int | None:
 
 
 def main(request_path: str, folder: str) -> None:
-    from . import check, plain, sandbox  # noqa: F401 (imported once, before the children fork)
+    from . import attempt, plain, sandbox  # noqa: F401 (imported once, before the children fork)
 
     jobs = torch.load(request_path, weights_only=False)["jobs"]
     outcomes = []

@@ -122,7 +122,7 @@ def test_batch_grades_a_class_and_resumes_after_a_kill_with_the_same_grades(tmp_
     os.environ["AUTOGRADER_SECRET"] = SECRET
     try:
         report = grading.grade_notebook(folder / "roe_rick_102_9002_01_tensors.ipynb",
-                                        grading.Limits(cell=30, notebook=120, exercise=60))
+                                        grading.Limits(cell=30, notebook=120))
     finally:
         os.environ.pop("AUTOGRADER_SECRET")
     assert report.hidden and report.score == pytest.approx(totals["roe_rick_102"])

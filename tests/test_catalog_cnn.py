@@ -220,10 +220,11 @@ def test_digits_classifier_that_is_not_a_model():
     # as the CLI's worker runs it: the object gets to the probe, which says what is wrong
     from autograder import oracle
     from autograder.catalog import EXERCISES
-    from autograder.check import run_and_judge
+    from autograder import attempt
 
-    data = oracle.cases_and_expected(["cnn.digits_classifier"])["cnn.digits_classifier"]
-    result = run_and_judge(EXERCISES["cnn.digits_classifier"], {"weights": 1}, data["cases"], data["expected"])
+    exercise = EXERCISES["cnn.digits_classifier"]
+    plan = attempt.prepare(exercise, oracle.cases_and_expected([exercise.id])[exercise.id])
+    result = attempt.score(plan, *attempt.run(exercise, {"weights": 1}, plan.cases, plan.seconds))
     assert result.score == 0 and "should be your trained model" in result.message and "dict" in result.message
 
 
