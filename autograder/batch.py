@@ -50,12 +50,7 @@ def clean_stale(base: pathlib.Path) -> None:
             pass  # alive, another user's
 
 
-@dataclasses.dataclass
-class _Process:
-    ready: bool = False
-
-
-_process = _Process()
+_prepared: list[str] = []  # this process's own temporary folder, once made
 
 
 def prepare_process() -> None:
@@ -63,7 +58,7 @@ def prepare_process() -> None:
     so that a later run removes it if this process is killed); asyncio's logger quiet (nbclient
     leaves 'Task exception was never retrieved' tracebacks behind a timed-out cell); the grader's
     variables out of the environment (hidden cases come with the expected values)."""
-    if _process.ready:
+    if _prepared:
         return
     base = pathlib.Path(tempfile.gettempdir())
     clean_stale(base)
@@ -74,7 +69,7 @@ def prepare_process() -> None:
     os.environ.update(kept, TMPDIR=str(own))
     tempfile.tempdir = str(own)
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    _process.ready = True
+    _prepared.append(str(own))
 
 
 def grader_limits(limits: policy.Limits):

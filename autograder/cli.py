@@ -64,7 +64,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
               "secret (--secret-file FILE) or pass --public-only-ok", file=sys.stderr)
         return 2
     limits = policy.Limits(cell=args.cell_timeout, notebook=args.timeout, memory=args.memory)
-    rows = batch.run(folder, csv_path, workers=args.workers, limits=limits)
+    if args.scheduler or args.scheduler_file:
+        from . import cluster
+
+        with cluster.connect(args.scheduler, args.scheduler_file) as client:
+            rows = batch.run(folder, csv_path, limits=limits, grader=cluster.grader(client))
+    else:
+        rows = batch.run(folder, csv_path, workers=args.workers, limits=limits)
     students = len({r["student"] for r in rows})
     print(f"{len(rows)} rows for {students} students in {args.out} (one row per student in "
           f"{outputs.students_csv(csv_path)}); JSON and HTML feedback in {csv_path.with_suffix('')}/")
@@ -113,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                                                        "and JSON and HTML go to the folder NAME/; not inside the "
                                                        "submissions")
     p.add_argument("--workers", type=int, default=1, help="notebooks graded at once (default 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="grade on a Dask cluster instead, e.g. "
+                                                          "tcp://HOST:8786 (needs the cluster extra)")
+    p.add_argument("--scheduler-file", metavar="FILE", help="grade on the Dask cluster this scheduler file "
+                                                            "describes (dask-scheduler --scheduler-file)")
     p.add_argument("--secret-file", metavar="FILE", help="read the instructor's secret (the seed of the hidden "
                                                          "cases) from FILE")
     p.add_argument("--gradebook", metavar="URL", help="also write the scores into nbgrader's gradebook, e.g. "
