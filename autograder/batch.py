@@ -1,266 +1,240 @@
 """Grading a class: a folder of submissions, in parallel, resumable.
 
-    python -m autograder batch DIR --out grades.csv [--workers N]
+    python -m autograder batch DIR --out grades.csv [--workers N | --scheduler tcp://HOST:8786]
 
 DIR is either nbgrader's ``submitted/`` tree (``[submitted/]<student>/<assignment>/*.ipynb``)
-or a folder of notebooks downloaded from an LMS, one per student and lesson, whose names
-carry the student (Canvas ``doejane_12345_67890_01_tensors.ipynb``, Moodle
-``Jane Doe_12345_assignsubmission_file_/01_tensors.ipynb``, Blackboard
-``Lesson1_jdoe_attempt_2026-01-05-10-00-00_01_tensors.ipynb``, or just ``jdoe_01_tensors.ipynb``).
+or a folder of notebooks downloaded from an LMS (see ``submission.py`` and ``lms.py`` for how
+the student, the lesson and the attempt are told).
 
-Next to ``grades.csv`` it writes ``grades/``: one JSON per submission (``<student>/<lesson>.json``,
-written atomically, keyed by the notebook's hash), one JSON per student (``<student>.json``)
-and one HTML feedback page per student (``<student>.html``, public cases only). A run that is
+The run reads each notebook's bytes and hands them, with the expected values computed here once
+per lesson, to ``grade_submission`` in a worker: a process of the local pool, or a Dask worker
+(``cluster.py``). Workers write nothing of the course's; this process alone writes the store
+(``grades/<student>/<lesson>.json``, atomically, keyed by ``store.digest``), then the outputs
+(``outputs.py``): ``grades.csv`` (one row per student and exercise), ``grades.students.csv``
+(one row per student), and per student ``grades/<student>.json`` and ``.html``. A run that is
 killed and started again grades only the submissions without a current JSON, and ends with
-exactly the files an uninterrupted run writes. The CSV has one row per student and exercise.
+exactly the files an uninterrupted run writes.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
-import csv
 import dataclasses
-import hashlib
-import html
-import json
+import inspect
+import logging
 import multiprocessing
 import os
 import pathlib
-import re
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable, Iterator
 
+from . import outputs, policy, store
 from .catalog import LESSONS
+from .submission import Submission, discover
 
-FIELDS = ["student", "lesson", "exercise", "score", "max_score", "passed", "status", "message", "notebook"]
+TMP_PREFIX = "minidl-batch-"  # minidl-batch-<pid>-*: a grading process's temporary files
 
 
-@dataclasses.dataclass(frozen=True)
-class Submission:
-    student: str
-    lesson: str | None
-    path: pathlib.Path
-    assignment: str | None = None  # nbgrader's assignment folder, where there is one
+# -- in a worker: one submission, from its bytes ---------------------------------------------------
+
+def clean_stale(base: pathlib.Path) -> None:
+    """Remove the temporary folders of grading processes that are gone (killed runs or workers)."""
+    for folder in base.glob(f"{TMP_PREFIX}*"):
+        try:
+            os.kill(int(folder.name.split("-")[2]), 0)
+        except (ValueError, IndexError, ProcessLookupError):
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
+_prepared: list[str] = []  # this process's own temporary folder, once made
+
+
+def prepare_process() -> None:
+    """Once per grading process: its temporary files in a folder of its own (named by its pid,
+    so that a later run removes it if this process is killed); asyncio's logger quiet (nbclient
+    leaves 'Task exception was never retrieved' tracebacks behind a timed-out cell); the grader's
+    variables out of the environment (hidden cases come with the expected values)."""
+    if _prepared:
+        return
+    base = pathlib.Path(tempfile.gettempdir())
+    clean_stale(base)
+    own = pathlib.Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=base))
+    os.chmod(own, 0o1777)  # like /tmp: learner processes (possibly another user) keep their files here too
+    kept = policy.learner_env()
+    os.environ.clear()
+    os.environ.update(kept, TMPDIR=str(own))
+    tempfile.tempdir = str(own)
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    _prepared.append(str(own))
+
+
+def grader_limits(limits: policy.Limits):
+    """``limits`` as ``grading.grade_notebook`` takes them (its own ``Limits`` class while it has one)."""
+    from . import grading
+
+    kind = getattr(grading, "Limits", policy.Limits)
+    if isinstance(limits, kind):
+        return limits
+    return kind(**{f.name: getattr(limits, f.name) for f in dataclasses.fields(limits)})
+
+
+def grade_submission(name: str, data: bytes, lesson: str, hidden: bool, limits: policy.Limits,
+                     expected: tuple[dict, dict]) -> dict:
+    """Grade one notebook given as its bytes, as ``lesson``, against ``expected`` (what
+    ``grading.expected_values`` returns): ``Report.to_dict()`` plus each exercise's feedback
+    HTML (public cases only), or ``{"error": ...}`` when the grader itself failed."""
+    from .grading import grade_notebook
+
+    prepare_process()
+    extra = {"lesson": lesson} if "lesson" in inspect.signature(grade_notebook).parameters else {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="minidl-submission-") as tmp:
+            path = pathlib.Path(tmp) / name
+            path.write_bytes(data)
+            report = grade_notebook(path, grader_limits(limits), hidden=hidden, expected=expected, **extra)
+    except Exception as e:  # the grader's failure, not the learner's: said in the rows, graded again next run
+        return {"error": f"{type(e).__name__}: {e}"[:500]}
+    return report.to_dict() | {"feedback": [r._repr_html_() for r in report.results]}
+
+
+# -- in this process: what to grade, and what came back -------------------------------------------
+
+def failed_report(sub: Submission, hidden: bool, error: str) -> dict:
+    """The rows of a submission the grader failed on: every exercise 0 with the reason; not stored."""
+    exercises = LESSONS[sub.lesson].exercises if sub.lesson else []
+    why = f"the grader failed on this notebook ({error}); it is graded again on the next run"
+    return {"notebook": str(sub.path), "lesson": sub.lesson, "score": 0.0,
+            "max_score": sum(e.points for e in exercises), "hidden_cases": hidden, "problems": [why],
+            "repairs": [], "seconds": 0.0,
+            "exercises": [{"id": e.id, "score": 0.0, "max_score": e.points, "passed": False, "status": "error",
+                           "message": why, "cases": 0, "passed_cases": 0} for e in exercises]}
+
+
+def unknown_lesson_report(sub: Submission, hidden: bool) -> dict:
+    return failed_report(sub, hidden, "no lesson") | {"problems": [
+        "could not tell which lesson this notebook belongs to (no assignment folder, no minidl metadata, "
+        "no lesson in its file name)"]}
+
+
+def received(sub: Submission, result: dict, key: str, hidden: bool, out: pathlib.Path) -> dict:
+    """Store what a worker sent back for ``sub`` (under ``key``, its digest); the report."""
+    if "error" in result:
+        print(f"error: {sub.path}: {result['error']}", file=sys.stderr)
+        return failed_report(sub, hidden, result["error"])
+    report = result | {"notebook": str(sub.path), "student": sub.student, "digest": key}
+    store.save(out, sub.student, sub.key, report)
+    return report
+
+
+@dataclasses.dataclass
+class Task:
+    """One submission to grade: what a worker needs, and the key its result is stored under."""
+
+    sub: Submission
+    data: bytes
+    key: str
 
     @property
-    def key(self) -> str:
-        return self.lesson or safe(self.path.stem)
+    def name(self) -> str:
+        return self.sub.path.name
 
 
-def safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", text).strip("_.")[:80] or "unknown"
-
-
-def lesson_in(text: str) -> str | None:
-    """The lesson a file or folder name mentions ('..._01_tensors.ipynb' -> '01_tensors')."""
-    return next((key for key in LESSONS if key in text), None)
-
-
-def student_from_name(stem: str) -> str:
-    """A student id from an LMS file name, without the lesson and the LMS's decorations."""
-    name = stem
-    for key in LESSONS:
-        name = name.replace(key, "")
-    if "_assignsubmission_" in name:  # Moodle: "Jane Doe_12345_assignsubmission_file_"
-        name = name.split("_assignsubmission_")[0]
-    elif "_attempt_" in name:  # Blackboard: "<assignment>_<user>_attempt_<date>_<file>"
-        name = name.split("_attempt_")[0].split("_", 1)[-1]
-    else:  # Canvas: "<lastfirst>[_LATE]_<user id>_<submission id>_<file>": up to the first number
-        tokens = [t for t in re.split(r"[_\s]+", name) if t and t.upper() != "LATE"]
-        number = next((i for i, t in enumerate(tokens) if t.isdigit()), None)
-        name = "_".join(tokens[: number + 1] if number is not None else tokens)
-    return safe(name)
-
-
-def discover(folder: pathlib.Path) -> tuple[list[Submission], list[str]]:
-    """Every submission under ``folder``, newest per student and lesson, and notes on what was skipped."""
-    folder = folder / "submitted" if (folder / "submitted").is_dir() else folder
-    notes, found = [], {}
-    for path in sorted(folder.rglob("*.ipynb")):
-        rel = path.relative_to(folder)
-        if ".ipynb_checkpoints" in rel.parts:
+def plan(subs: list[Submission], out: pathlib.Path, hidden: bool) -> list[Task]:
+    """The submissions without a current stored result."""
+    tasks = []
+    for sub in subs:
+        if sub.lesson is None:
             continue
-        assignment = None
-        if len(rel.parts) == 3:  # nbgrader: <student>/<assignment>/<notebook>
-            student, lesson = safe(rel.parts[0]), lesson_in(rel.parts[1]) or lesson_in(path.name)
-            assignment = rel.parts[1]
-        elif len(rel.parts) == 2 and not lesson_in(rel.parts[0]):  # a folder per student (Moodle)
-            student, lesson = student_from_name(rel.parts[0]), lesson_in(path.name)
-        else:
-            student, lesson = student_from_name(path.stem), lesson_in(path.name)
-        sub = Submission(student, lesson, path, assignment)
-        old = found.get((student, sub.key))
-        if old is not None:
-            newer, older = sorted([old, sub], key=lambda s: s.path.stat().st_mtime, reverse=True)
-            notes.append(f"{student}: two notebooks for {sub.key}; grading the newer {newer.path.name}, "
-                         f"not {older.path.name}")
-            sub = newer
-        found[(student, sub.key)] = sub
-    return sorted(found.values(), key=lambda s: (s.student, s.key)), notes
+        data = sub.path.read_bytes()
+        key = store.digest(data, hidden, sub.lesson)
+        if not store.is_current(out, sub.student, sub.key, key):
+            tasks.append(Task(sub, data, key))
+    return tasks
 
 
-def digest(path: pathlib.Path, hidden: bool) -> str:
-    """What a stored result depends on: the notebook's bytes, hidden cases or not, the grader's code."""
-    from .policy import grader_digest, secret
-
-    key = hashlib.sha256((secret().value or "").encode()).hexdigest()[:12] if hidden else "public"
-    return hashlib.sha256(path.read_bytes() + f"|{key}|{grader_digest()}".encode()).hexdigest()[:24]
-
-
-def write_atomic(path: pathlib.Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def unit_file(out: pathlib.Path, sub: Submission) -> pathlib.Path:
-    return out / sub.student / f"{sub.key}.json"
-
-
-def done(out: pathlib.Path, sub: Submission, hidden: bool) -> bool:
-    try:
-        return json.loads(unit_file(out, sub).read_text()).get("digest") == digest(sub.path, hidden)
-    except (OSError, ValueError):
-        return False
-
-
-# -- the pool: each process grades one submission at a time --------------------------------------
+# -- the local pool ---------------------------------------------------------------------------------
 
 _expected: dict = {}
 
 
 def _init(expected: dict) -> None:
     _expected.update(expected)
-    from .policy import learner_env
-
-    kept = learner_env()  # the pool's processes need no secret: hidden cases came with ``expected``
-    os.environ.clear()
-    os.environ.update(kept)
+    prepare_process()
 
 
-def grade_one(sub: Submission, out: pathlib.Path, hidden: bool, limits, key_digest: str) -> str:
-    """Grade one submission and write its JSON (atomically); returns the student."""
-    from .grading import grade_notebook
-
-    report = grade_notebook(sub.path, limits, hidden=hidden, expected=_expected.get(sub.lesson))
-    data = report.to_dict() | {"student": sub.student, "digest": key_digest}
-    data["feedback"] = [r._repr_html_() for r in report.results]  # public cases only, by construction
-    write_atomic(unit_file(out, sub), json.dumps(data, indent=1))
-    return sub.student
+def _grade_here(name: str, data: bytes, lesson: str, hidden: bool, limits: policy.Limits) -> dict:
+    return grade_submission(name, data, lesson, hidden, limits, _expected[lesson])
 
 
-def run(folder: pathlib.Path, csv_path: pathlib.Path, workers: int = 1, limits=None,
-        hidden: bool | None = None, progress: bool | None = None) -> list[dict]:
-    """Grade what is left under ``folder``, then write the CSV and the per-student files; the rows."""
-    from .grading import Limits, expected_values
-    from .policy import secret
+def local_pool(tasks: list[Task], expected: dict, hidden: bool, limits: policy.Limits,
+               workers: int) -> Iterator[tuple[Task, dict]]:
+    """Grade ``tasks`` on ``workers`` processes of this machine; (task, result) as each ends."""
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init, initargs=(expected,)) as pool:
+        jobs = {pool.submit(_grade_here, t.name, t.data, t.sub.lesson, hidden, limits): t for t in tasks}
+        for job in futures.as_completed(jobs):
+            try:
+                result = job.result()
+            except Exception as e:  # the worker process died: said in the rows, graded again next run
+                result = {"error": f"{type(e).__name__}: {e}"}
+            yield jobs[job], result
 
-    limits = limits or Limits()
-    hidden = bool(secret()) if hidden is None else hidden
+
+Grader = Callable[[list[Task], dict, bool, policy.Limits], Iterator[tuple[Task, dict]]]
+
+
+def run(folder: pathlib.Path, csv_path: pathlib.Path, workers: int = 1, limits: policy.Limits | None = None,
+        hidden: bool | None = None, progress: bool | None = None, grader: Grader | None = None) -> list[dict]:
+    """Grade what is left under ``folder`` (on ``grader``, default the local pool of ``workers``),
+    then write the CSVs and the per-student files; returns the per-exercise rows."""
+    from .grading import expected_values
+
+    limits = limits or policy.Limits()
+    hidden = bool(policy.secret()) if hidden is None else hidden
     out = csv_path.with_suffix("")
+    clean_stale(pathlib.Path(tempfile.gettempdir()))
     subs, notes = discover(folder)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    todo = [s for s in subs if not done(out, s, hidden)]
+    tasks = plan(subs, out, hidden)
+    where = f"{workers} worker(s)" if grader is None else "the cluster"
     print(f"{len(subs)} submissions from {len({s.student for s in subs})} students; "
-          f"{len(subs) - len(todo)} already graded, {len(todo)} to grade with {workers} worker(s)", file=sys.stderr)
-    lessons = sorted({s.lesson for s in todo if s.lesson})
-    expected = {key: expected_values(key, hidden) for key in lessons}
-    if todo:
+          f"{len(subs) - len(tasks)} already graded, {len(tasks)} to grade on {where}", file=sys.stderr)
+    failed: dict[tuple[str, str], dict] = {}
+    if tasks:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), unit="notebook", disable=not (sys.stderr.isatty() if progress is None else progress))
-        context = multiprocessing.get_context("spawn")
-        with futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init, initargs=(expected,)) as pool:
-            jobs = {pool.submit(grade_one, s, out, hidden, limits, digest(s.path, hidden)): s for s in todo}
-            for job in futures.as_completed(jobs):
-                sub = jobs[job]
-                try:
-                    job.result()
-                except Exception as e:  # a grader failure: say so, keep going, retry on the next run
-                    print(f"error: {sub.path}: {type(e).__name__}: {e}", file=sys.stderr)
+        expected = {key: expected_values(key, hidden) for key in sorted({t.sub.lesson for t in tasks})}
+        grader = grader or (lambda *a: local_pool(*a, workers=workers))
+        show = sys.stderr.isatty() if progress is None else progress
+        with tqdm(total=len(tasks), unit="notebook", disable=not show) as bar:
+            for task, result in grader(tasks, expected, hidden, limits):
+                report = received(task.sub, result, task.key, hidden, out)
+                if "digest" not in report:
+                    failed[(task.sub.student, task.sub.key)] = report
                 bar.update()
-        bar.close()
-    return write_outputs(subs, out, csv_path)
+        clean_stale(pathlib.Path(tempfile.gettempdir()))  # the pool's processes are gone: their folders too
+    return outputs.write(graded(subs, out, hidden, failed), out, csv_path)
 
 
-def write_outputs(subs: list[Submission], out: pathlib.Path, csv_path: pathlib.Path) -> list[dict]:
-    """The CSV (one row per student and exercise), a JSON and an HTML page per student."""
-    rows, students = [], {}
+def graded(subs: list[Submission], out: pathlib.Path, hidden: bool,
+           failed: dict | None = None) -> list[tuple[Submission, dict]]:
+    """Every submission with its report: stored and current, failed in this run, or why it was
+    not graded."""
+    failed = failed or {}
+    result = []
     for sub in subs:
-        try:
-            report = json.loads(unit_file(out, sub).read_text())
-        except (OSError, ValueError):
-            continue  # not graded (an error was printed): no row, so the next run grades it
-        students.setdefault(sub.student, []).append(report)
-        for e in report["exercises"]:
-            rows.append({"student": sub.student, "lesson": report["lesson"] or sub.key, "exercise": e["id"],
-                         "score": e["score"], "max_score": e["max_score"], "passed": e["passed"],
-                         "status": e["status"], "message": e["message"], "notebook": str(sub.path)})
-    with open(csv_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    for student, reports in students.items():
-        summary = {"student": student, "score": round(sum(r["score"] for r in reports), 4),
-                   "max_score": sum(r["max_score"] for r in reports),
-                   "lessons": [{k: v for k, v in r.items() if k != "feedback"} for r in reports]}
-        write_atomic(out / f"{student}.json", json.dumps(summary, indent=1))
-        write_atomic(out / f"{student}.html", feedback_page(student, reports))
-    return rows
-
-
-def write_gradebook(url: str, subs: list[Submission], out: pathlib.Path) -> int:
-    """Write each exercise's score into nbgrader's gradebook as the manual score of its test cell
-    (nbgrader counts a manual score over its own autograde score). A submission that nbgrader has
-    not seen (an LMS download) is added to the gradebook first. Returns the grades written."""
-    from nbgrader.api import Gradebook, MissingEntry
-
-    written = 0
-    with Gradebook(url) as gb:
-        for sub in subs:
-            try:
-                report = json.loads(unit_file(out, sub).read_text())
-            except (OSError, ValueError):
-                continue
-            assignment = sub.assignment or sub.lesson
-            notebook = sub.path.stem if sub.assignment else sub.lesson
-            try:
-                gb.find_submission(assignment, sub.student)
-            except MissingEntry:
-                try:
-                    gb.update_or_create_student(sub.student)
-                    gb.add_submission(assignment, sub.student)
-                except (MissingEntry, ValueError) as e:
-                    print(f"gradebook: {sub.student}/{assignment} not written ({e}); run nbgrader "
-                          "generate_assignment for it first", file=sys.stderr)
-                    continue
-            for e in report["exercises"]:
-                try:
-                    grade = gb.find_grade(f"test_{e['id'].split('.', 1)[1]}", notebook, assignment, sub.student)
-                except MissingEntry:
-                    print(f"gradebook: no test cell for {e['id']} in {assignment}/{notebook}", file=sys.stderr)
-                    continue
-                grade.manual_score = e["score"]
-                written += 1
-            gb.db.commit()
-    return written
-
-
-def feedback_page(student: str, reports: list[dict]) -> str:
-    """One student's feedback: each lesson's exercises with the first failing public case."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback for {html.escape(student)}</title>"
-             "</head><body style='font-family:sans-serif;max-width:60em'>", f"<h1>Feedback for {html.escape(student)}</h1>"]
-    for r in reports:
-        parts.append(f"<h2>{html.escape(r['lesson'] or r['notebook'])}: {r['score']:g} / {r['max_score']:g}</h2>")
-        if r["hidden_cases"]:
-            parts.append("<p><i>The score includes hidden cases; only public cases are shown.</i></p>")
-        for note in r["problems"] + r.get("repairs", []):
-            parts.append(f"<p>&#9888; {html.escape(note)}</p>")
-        for e, block in zip(r["exercises"], r.get("feedback", [])):
-            parts.append(block if e["status"] not in ("missing", "error") else
-                         f"<div style='border-left:4px solid #b35900;padding:4px 10px'><b>{html.escape(e['id'])}</b>: "
-                         f"{e['score']:g}/{e['max_score']:g}, {html.escape(e['message'])}</div>")
-            parts.append("<br>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        if sub.lesson is None:
+            result.append((sub, unknown_lesson_report(sub, hidden)))
+            continue
+        report = store.load(out, sub.student, sub.key)
+        if (sub.student, sub.key) in failed:
+            report = failed[(sub.student, sub.key)]
+        elif report is None or report.get("digest") != store.digest(sub.path.read_bytes(), hidden, sub.lesson):
+            report = failed_report(sub, hidden, "it was not graded: the run was stopped or its worker lost")
+        result.append((sub, report))
+    return result

@@ -51,19 +51,45 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from . import batch
+    from . import batch, outputs, policy
+    from .submission import discover, submissions_root
 
-    folder = pathlib.Path(args.folder)
+    if args.secret_file:
+        try:
+            policy.use_secret_file(args.secret_file)
+        except FileNotFoundError as e:
+            print(e, file=sys.stderr)
+            return 2
+    secret = policy.secret()
+    print(secret.banner(), file=sys.stderr)
+    folder, csv_path = pathlib.Path(args.folder), pathlib.Path(args.out)
     if not folder.is_dir():
         print(f"{folder} is not a folder", file=sys.stderr)
         return 2
-    rows = batch.run(folder, pathlib.Path(args.out), workers=args.workers, limits=limits(args))
+    root = submissions_root(folder).resolve()
+    if any(p.resolve().is_relative_to(root) for p in (csv_path.parent, csv_path.with_suffix(""))):
+        print(f"--out {args.out} is inside the submissions ({root}): the grades would lie among them; "
+              "write them elsewhere", file=sys.stderr)
+        return 2
+    if args.gradebook and not secret and not args.public_only_ok:
+        print("--gradebook: refusing to write scores of public cases only over the gradebook's; give the "
+              "secret (--secret-file FILE) or pass --public-only-ok", file=sys.stderr)
+        return 2
+    limits = policy.Limits(cell=args.cell_timeout, notebook=args.timeout, memory=args.memory)
+    if args.scheduler or args.scheduler_file:
+        from . import cluster
+
+        with cluster.connect(args.scheduler, args.scheduler_file) as client:
+            rows = batch.run(folder, csv_path, limits=limits, grader=cluster.grader(client))
+    else:
+        rows = batch.run(folder, csv_path, workers=args.workers, limits=limits)
     students = len({r["student"] for r in rows})
-    print(f"{len(rows)} rows for {students} students in {args.out}; JSON and HTML feedback in "
-          f"{pathlib.Path(args.out).with_suffix('')}/")
+    print(f"{len(rows)} rows for {students} students in {args.out} (one row per student in "
+          f"{outputs.students_csv(csv_path)}); JSON and HTML feedback in {csv_path.with_suffix('')}/")
     if args.gradebook:
-        subs, _ = batch.discover(folder)
-        written = batch.write_gradebook(args.gradebook, subs, pathlib.Path(args.out).with_suffix(""))
+        subs, _ = discover(folder)
+        reports = batch.graded(subs, csv_path.with_suffix(""), bool(secret))
+        written = outputs.write_gradebook(args.gradebook, reports, public_only_ok=args.public_only_ok)
         print(f"{written} scores written into the gradebook {args.gradebook}")
     return 0
 
@@ -105,13 +131,28 @@ def main(argv: list[str] | None = None) -> int:
     add_limits(p)
     p.set_defaults(run=cmd_grade)
     p = sub.add_parser("batch", help="grade a folder of submissions (LMS download or nbgrader's submitted/) "
-                                     "in parallel; resumable")
+                                     "in parallel; resumable",
+                       description="Grade a folder of submissions in parallel; resumable. Hidden cases are "
+                                   "counted when the instructor's secret is found: $AUTOGRADER_SECRET, "
+                                   "--secret-file FILE, or .autograder_secret next to the course's "
+                                   "nbgrader_config.py; the first line of output says which.")
     p.add_argument("folder")
-    p.add_argument("--out", default="grades.csv", help="the CSV (default grades.csv); JSON and HTML go to "
-                                                       "the folder of the same name")
+    p.add_argument("--out", default="grades.csv", help="the CSV, one row per student and exercise (default "
+                                                       "grades.csv); NAME.students.csv has one row per student, "
+                                                       "and JSON and HTML go to the folder NAME/; not inside the "
+                                                       "submissions")
     p.add_argument("--workers", type=int, default=1, help="notebooks graded at once (default 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="grade on a Dask cluster instead, e.g. "
+                                                          "tcp://HOST:8786 (needs the cluster extra)")
+    p.add_argument("--scheduler-file", metavar="FILE", help="grade on the Dask cluster this scheduler file "
+                                                            "describes (dask-scheduler --scheduler-file)")
+    p.add_argument("--secret-file", metavar="FILE", help="read the instructor's secret (the seed of the hidden "
+                                                         "cases) from FILE")
     p.add_argument("--gradebook", metavar="URL", help="also write the scores into nbgrader's gradebook, e.g. "
-                                                      "sqlite:///course/gradebook.db or postgresql://...")
+                                                      "sqlite:///course/gradebook.db or "
+                                                      "postgresql+psycopg://user@host/minidl")
+    p.add_argument("--public-only-ok", action="store_true", help="let --gradebook write scores graded without "
+                                                                 "the secret (public cases only)")
     add_limits(p)
     p.set_defaults(run=cmd_batch)
     p = sub.add_parser("progress", help="your progress across the course: grade every lesson notebook in a folder")

@@ -15,13 +15,13 @@ from .catalog import LESSONS
 
 def cached_report(path: pathlib.Path, limits, refresh: bool) -> dict:
     """The JSON report of ``path``: from the cache when the notebook has not changed."""
-    from .batch import digest, write_atomic
+    from .store import digest, write_atomic
     from .grading import grade_notebook
     from .oracle import cache_dir
     from .policy import secret
 
     hidden = bool(secret())
-    key = digest(path, hidden)
+    key = digest(path.read_bytes(), hidden)  # the notebook, the secret's hash, policy.grader_digest()
     cached = cache_dir().parent / "progress" / f"{key}.json"
     if cached.exists() and not refresh:
         try:

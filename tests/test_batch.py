@@ -13,24 +13,14 @@ import time
 import nbformat
 import pytest
 
-from autograder import batch, grading
+from autograder import batch, cli, grading, policy, store
 from autograder.catalog import LESSONS
+from autograder.submission import discover
 
 from .conftest import ROOT
 from .test_hostile import GOOD, WRONG_ONE_HOT, build
 
 SECRET = "batch-test-secret"
-
-
-@pytest.mark.parametrize("stem, student", [
-    ("doe_jane_12345_67890_01_tensors", "doe_jane_12345"),
-    ("doejane_LATE_12345_67890_01_tensors-1", "doejane_12345"),
-    ("Lesson1_jdoe_attempt_2026-01-05-10-00-00_01_tensors", "jdoe"),
-    ("jdoe_01_tensors", "jdoe"),
-    ("Jane Doe_12345_assignsubmission_file_01_tensors", "Jane_Doe_12345"),
-])
-def test_student_ids_from_lms_file_names(stem, student):
-    assert batch.student_from_name(stem) == student
 
 
 def test_discover_reads_nbgrader_trees_and_lms_folders(tmp_path):
@@ -39,39 +29,209 @@ def test_discover_reads_nbgrader_trees_and_lms_folders(tmp_path):
         target = tmp_path / "course" / "submitted" / student / "01_tensors"
         target.mkdir(parents=True)
         (target / "01_tensors.ipynb").write_text(nb)
-    subs, _ = batch.discover(tmp_path / "course")
+    subs, _ = discover(tmp_path / "course")
     assert [(s.student, s.lesson) for s in subs] == [("alice", "01_tensors"), ("bob", "01_tensors")]
     lms = tmp_path / "lms"
     (lms / "Jane Doe_12345_assignsubmission_file_").mkdir(parents=True)
     (lms / "Jane Doe_12345_assignsubmission_file_" / "01_tensors.ipynb").write_text(nb)
     (lms / "doe_john_777_888_01_tensors.ipynb").write_text(nb)
-    (lms / "doe_john_777_999_01_tensors.ipynb").write_text(nb)  # a resubmission: the newer one counts
+    (lms / "doe_john_777_999_01_tensors.ipynb").write_text(nb)  # a resubmission: the later upload counts
     os.utime(lms / "doe_john_777_888_01_tensors.ipynb", (1, 1))
-    subs, notes = batch.discover(lms)
+    subs, notes = discover(lms)
     assert [(s.student, s.path.name) for s in subs] == [("Jane_Doe_12345", "01_tensors.ipynb"),
                                                         ("doe_john_777", "doe_john_777_999_01_tensors.ipynb")]
-    assert notes and "newer" in notes[0]
+    assert notes and "graded doe_john_777_999_01_tensors.ipynb" in notes[0]
+
+
+# -- the run and its outputs, with a stand-in for the workers --------------------------------------
+
+def exercise(eid, score, max_score, status="checked", message=None, cases=10, passed_cases=None):
+    passed = status == "checked" and score == max_score
+    return {"id": eid, "score": score, "max_score": max_score, "passed": passed, "status": status,
+            "message": message or ("all 10 cases passed" if passed else "checked"), "cases": cases,
+            "passed_cases": cases if passed else (passed_cases if passed_cases is not None else cases - 2)}
+
+
+def report(*exercises, problems=(), hidden=True):
+    return {"notebook": "x.ipynb", "lesson": "01_tensors", "score": sum(e["score"] for e in exercises),
+            "max_score": sum(e["max_score"] for e in exercises), "hidden_cases": hidden,
+            "problems": list(problems), "repairs": [], "seconds": 1.0, "exercises": list(exercises),
+            "feedback": ["<div>public feedback</div>"] * len(exercises)}
+
+
+IDS = [e.id for e in LESSONS["01_tensors"].exercises]
+
+
+def full(problems=(), hidden=True):
+    return report(*(exercise(e.id, e.points, e.points) for e in LESSONS["01_tensors"].exercises),
+                  problems=problems, hidden=hidden)
+
+
+class Workers:
+    """Stands in for the pool: returns the given result for each notebook, and counts the calls."""
+
+    def __init__(self, results: dict):
+        self.results, self.calls = results, []
+
+    def __call__(self, tasks, expected, hidden, limits):
+        assert set(expected) == {t.sub.lesson for t in tasks}
+        for t in tasks:
+            self.calls.append(t.name)
+            yield t, self.results[t.name]
+
+
+@pytest.fixture
+def no_expected(monkeypatch):
+    monkeypatch.setattr(grading, "expected_values", lambda key, hidden: ({}, {}))
+
+
+def lms_folder(tmp_path, *names):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_text(nbformat.writes(build()))
+    return folder
+
+
+def test_csvs_carry_problems_partial_credit_and_one_row_per_student(tmp_path, no_expected):
+    folder = lms_folder(tmp_path, "doe_jane_101_9001_01_tensors.ipynb", "roe_rick_102_9002_01_tensors.ipynb")
+    partial = report(exercise(IDS[0], 2, 2), exercise(IDS[1], 2.4, 3, passed_cases=8), exercise(IDS[2], 0, 2,
+                     "error", "checking one_hot took longer than 12 s, so it was stopped"), exercise(IDS[3], 0, 3,
+                     "missing", "patchify is not defined in the notebook"),
+                     problems=["cell 4 ran longer than 3 s and was stopped", "the kernel died (it crashed)"])
+    workers = Workers({"doe_jane_101_9001_01_tensors.ipynb": full(), "roe_rick_102_9002_01_tensors.ipynb": partial})
+    rows = batch.run(folder, tmp_path / "grades.csv", limits=policy.Limits(), hidden=True, grader=workers)
+    assert len(rows) == 8
+    table = read_csv(tmp_path / "grades.csv")
+    rick = [r for r in table if r["student"] == "roe_rick_102"]
+    assert len(table) == 8 and len(rick) == 4
+    assert all("cell 4 ran longer than 3 s" in r["problems"] and "kernel died" in r["problems"] for r in rick)
+    assert rick[1]["message"] != "checked" and "hidden" in rick[1]["message"] and "2 of 10" in rick[1]["message"]
+    assert all(r["hidden_cases"] == "True" for r in table)
+    students = read_csv(tmp_path / "grades.students.csv")
+    assert [(s["student"], float(s["score"]), float(s["max_score"])) for s in students] == [
+        ("doe_jane_101", 10.0, 10.0), ("roe_rick_102", 4.4, 10.0)]
+    assert "kernel died" in students[1]["notes"] and "01_tensors 4.4/10" in students[1]["lessons"]
+    assert json.loads((tmp_path / "grades" / "roe_rick_102.json").read_text())["score"] == 4.4
+
+
+def test_a_grader_failure_is_a_row_and_is_graded_again(tmp_path, no_expected):
+    folder = lms_folder(tmp_path, "doe_jane_101_9001_01_tensors.ipynb")
+    broken = Workers({"doe_jane_101_9001_01_tensors.ipynb": {"error": "KeyError: '02_broadcasting.expand'"}})
+    rows = batch.run(folder, tmp_path / "grades.csv", hidden=True, grader=broken)
+    assert [r["exercise"] for r in rows] == IDS
+    assert all(r["status"] == "error" and "KeyError" in r["message"] for r in rows)
+    assert not list((tmp_path / "grades").glob("*/*.json"))  # not stored: the next run grades it
+    fixed = Workers({"doe_jane_101_9001_01_tensors.ipynb": full()})
+    rows = batch.run(folder, tmp_path / "grades.csv", hidden=True, grader=fixed)
+    assert fixed.calls == ["doe_jane_101_9001_01_tensors.ipynb"] and sum(float(r["score"]) for r in rows) == 10
+
+
+def test_a_notebook_of_no_known_lesson_still_has_a_row(tmp_path, no_expected):
+    folder = lms_folder(tmp_path)
+    (folder / "jdoe_homework.ipynb").write_text(nbformat.writes(build(lesson=None)))
+    rows = batch.run(folder, tmp_path / "grades.csv", hidden=True, grader=Workers({}))
+    assert len(rows) == 1 and rows[0]["student"] == "jdoe_homework" and "which lesson" in rows[0]["message"]
+
+
+def test_stored_grades_do_not_outlive_a_grader_change(tmp_path, no_expected, monkeypatch):
+    folder = lms_folder(tmp_path, "doe_jane_101_9001_01_tensors.ipynb")
+    workers = Workers({"doe_jane_101_9001_01_tensors.ipynb": full()})
+    batch.run(folder, tmp_path / "grades.csv", hidden=True, grader=workers)
+    batch.run(folder, tmp_path / "grades.csv", hidden=True, grader=workers)
+    assert len(workers.calls) == 1  # unchanged: resumed from the store
+    data = (folder / "doe_jane_101_9001_01_tensors.ipynb").read_bytes()
+    before = store.digest(data, True)  # progress's cache key
+    monkeypatch.setattr(policy, "grader_digest", lambda: "a-fixed-grader")
+    assert store.digest(data, True) != before
+    batch.run(folder, tmp_path / "grades.csv", hidden=True, grader=workers)
+    assert len(workers.calls) == 2
+
+
+def test_a_public_only_run_says_so_in_the_csv(tmp_path, no_expected):
+    folder = lms_folder(tmp_path, "doe_jane_101_9001_01_tensors.ipynb")
+    rows = batch.run(folder, tmp_path / "grades.csv", hidden=False,
+                     grader=Workers({"doe_jane_101_9001_01_tensors.ipynb": full(hidden=False)}))
+    assert {r["hidden_cases"] for r in read_csv(tmp_path / "grades.csv")} == {"False"} and len(rows) == 4
+    assert read_csv(tmp_path / "grades.students.csv")[0]["hidden_cases"] == "False"
+
+
+@pytest.fixture
+def no_secret(tmp_path, monkeypatch):
+    empty = tmp_path / "empty_secret"
+    empty.write_text("")
+    monkeypatch.delenv("AUTOGRADER_SECRET", raising=False)
+    monkeypatch.setenv("AUTOGRADER_SECRET_FILE", str(empty))
+
+
+def test_cli_refuses_public_only_scores_for_the_gradebook(tmp_path, no_secret, capsys):
+    folder = lms_folder(tmp_path, "doe_jane_101_9001_01_tensors.ipynb")
+    code = cli.main(["batch", str(folder), "--out", str(tmp_path / "g.csv"), "--gradebook",
+                     f"sqlite:///{tmp_path / 'gb.db'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.splitlines()[0].startswith("PUBLIC CASES ONLY") and "--public-only-ok" in err
+    assert not (tmp_path / "g.csv").exists()
+
+
+def test_cli_refuses_grades_among_the_submissions(tmp_path, capsys):
+    folder = lms_folder(tmp_path, "doe_jane_101_9001_01_tensors.ipynb")
+    for out in (folder / "grades.csv", tmp_path / "downloads.csv"):  # the CSV, or its folder of JSON
+        assert cli.main(["batch", str(folder), "--out", str(out)]) == 2
+        assert "inside the submissions" in capsys.readouterr().err
+    assert [p.name for p in folder.iterdir()] == ["doe_jane_101_9001_01_tensors.ipynb"]
+
+
+def test_cli_reads_the_secret_file(tmp_path, no_secret, capsys, monkeypatch):
+    secret = tmp_path / "s"
+    secret.write_text("from-a-file")
+    monkeypatch.setattr(batch, "run", lambda *a, **k: [])
+    assert cli.main(["batch", str(lms_folder(tmp_path)), "--out", str(tmp_path / "g.csv"),
+                     "--secret-file", str(secret)]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == f"hidden cases included (secret from {secret})"
+    assert cli.main(["batch", str(tmp_path), "--secret-file", str(tmp_path / "nope")]) == 2
+
+
+def test_batch_help_names_the_secret_the_gradebook_url_and_the_cluster(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["batch", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--secret-file FILE" in text and "AUTOGRADER_SECRET" in text and "postgresql+psycopg://" in text
+    assert "--scheduler ADDRESS" in text and "--public-only-ok" in text
+
+
+def test_stale_temporary_folders_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{batch.TMP_PREFIX}{dead.pid}-abc"
+    alive = tmp_path / f"{batch.TMP_PREFIX}{os.getpid()}-abc"
+    other = tmp_path / "minidl-grade-xyz"
+    for folder in (stale, alive, other):
+        (folder / "inner").mkdir(parents=True)
+    batch.clean_stale(tmp_path)
+    assert not stale.exists() and alive.exists() and other.exists()
 
 
 def class_folder(tmp_path):
-    """Three students: full marks, one exercise wrong, nothing done; named as an LMS names them."""
+    """Four students: full marks, one exercise wrong, nothing done, and full marks in a copy of
+    lesson 01's notebook saved under lesson 02's name; named as an LMS names them."""
     folder = tmp_path / "downloads"
     folder.mkdir()
     notebooks = {
         "doe_jane_101_9001_01_tensors.ipynb": build(*GOOD.values()),
         "roe_rick_102_9002_01_tensors.ipynb": build(GOOD["contiguous_strides"], WRONG_ONE_HOT, GOOD["patchify"]),
         "poe_edgar_103_9003_01_tensors.ipynb": build(),
+        "moe_max_104_9004_02_broadcasting.ipynb": build(*GOOD.values()),  # metadata: 01_tensors
     }
     for name, nb in notebooks.items():
         (folder / name).write_text(nbformat.writes(nb))
     return folder
 
 
-def run_batch(folder, out, env, workers=2):
+def run_batch(folder, out, env, workers=2, cell_timeout=30):
     return subprocess.Popen([sys.executable, "-m", "autograder", "batch", str(folder), "--out", str(out),
-                             "--workers", str(workers), "--cell-timeout", "30", "--timeout", "120",
-                             "--exercise-timeout", "60"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                             "--workers", str(workers), "--cell-timeout", str(cell_timeout), "--timeout", "120"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
 
 
 def read_csv(path):
@@ -82,19 +242,27 @@ def read_csv(path):
 @pytest.mark.slow
 def test_batch_grades_a_class_and_resumes_after_a_kill_with_the_same_grades(tmp_path, tool_env):
     folder = class_folder(tmp_path)
-    env = dict(tool_env, AUTOGRADER_SECRET=SECRET)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    env = dict(tool_env, AUTOGRADER_SECRET=SECRET, TMPDIR=str(temporary))
 
     whole = tmp_path / "whole.csv"
     proc = run_batch(folder, whole, env, workers=2)
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
     assert "\r" not in stderr  # no progress bar when stderr is not a terminal
+    assert stderr.splitlines()[0] == "hidden cases included (secret from $AUTOGRADER_SECRET)"
     rows = read_csv(whole)
-    assert len(rows) == 3 * 4
+    assert len(rows) == 4 * 4
     totals = {}
     for row in rows:
         totals[row["student"]] = totals.get(row["student"], 0) + float(row["score"])
     assert totals["doe_jane_101"] == 10 and 0 < totals["roe_rick_102"] < 10 and totals["poe_edgar_103"] == 0
+    # the renamed copy: graded as its metadata says, and the row says why (no KeyError, no missing row)
+    assert totals["moe_max_104"] == 10
+    assert all("its file name says 02_broadcasting" in r["notes"] for r in rows if r["student"] == "moe_max_104")
+    assert not any(r["notes"] for r in rows if r["student"] != "moe_max_104")
+    assert len(read_csv(tmp_path / "whole.students.csv")) == 4
     reports = tmp_path / "whole"
     jane = json.loads((reports / "doe_jane_101.json").read_text())
     assert jane["score"] == 10 and jane["lessons"][0]["hidden_cases"] is True
@@ -111,12 +279,13 @@ def test_batch_grades_a_class_and_resumes_after_a_kill_with_the_same_grades(tmp_
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
     graded_before = len(list((tmp_path / "resumed").glob("*/*.json")))
-    assert 1 <= graded_before < 3
+    assert 1 <= graded_before < 4
     proc = run_batch(folder, resumed, env, workers=1)
     _, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-3000:]
     assert f"{graded_before} already graded" in stderr
     assert read_csv(resumed) == [dict(r, notebook=r["notebook"]) for r in rows]
+    assert not list(temporary.glob("minidl-*"))  # the killed run's temporary folders are gone too
 
     # the learner's own `grade` gives the score the instructor's batch gave, once the secret is set
     os.environ["AUTOGRADER_SECRET"] = SECRET
@@ -149,3 +318,19 @@ def test_progress_shows_every_lesson_and_grades_only_what_changed(tmp_path, tool
     assert "no 02_broadcasting.ipynb here" in lines["02_broadcasting"]
     again, again_seconds = progress()
     assert again == first and again_seconds < first_seconds  # unchanged: read from the cache
+
+
+@pytest.mark.slow
+def test_a_timed_out_cell_is_in_the_csv_and_not_on_the_terminal(tmp_path, tool_env):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    nb = build(*GOOD.values(), "while True:\n    pass")
+    (folder / "doe_jane_101_9001_01_tensors.ipynb").write_text(nbformat.writes(nb))
+    proc = run_batch(folder, tmp_path / "grades.csv", dict(tool_env, AUTOGRADER_SECRET=SECRET), workers=1,
+                     cell_timeout=10)
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    rows = read_csv(tmp_path / "grades.csv")
+    assert len(rows) == 4 and all("cell 6 ran past its 10 s limit" in r["problems"] for r in rows)
+    assert {r["student"] for r in rows} == {"doe_jane_101"}
+    assert "Task exception was never retrieved" not in stderr and "Traceback" not in stderr, stderr
