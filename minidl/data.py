@@ -1,7 +1,12 @@
 """The lessons' datasets, offline: real data that ships inside an installed package.
 
-``load_digits``: scikit-learn's 1,797 handwritten digits (8x8 pixels, 16 grey levels), which
-are inside the scikit-learn wheel, so nothing is downloaded and nothing is cached.
+``load_digits``: scikit-learn's 1,797 handwritten digits (8x8 pixels, 17 grey levels: 0..16),
+which are inside the scikit-learn wheel, so nothing is downloaded and nothing is cached.
+
+Every dataset is cut once and for all into three disjoint parts (``partition``): training,
+held-out (yours: validate and tune on it) and the grader's reserve, which no loader here
+returns. A trained-model exercise is graded on the reserve, so tuning on the held-out part
+never tunes on the graded digits.
 """
 
 from __future__ import annotations
@@ -21,23 +26,48 @@ class Split(NamedTuple):
     y_test: torch.Tensor
 
 
+def partition(n: int, held_fraction: float = 0.2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Indices (train, held_out, reserve) of n items, from a permutation drawn with ``seed``.
+
+    ``held_fraction`` of the items are set aside and cut in two halves: the held-out part (the
+    first half, rounded down) and the grader's reserve (the rest); the others are for training.
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_aside = round(held_fraction * n)
+    return order[n_aside:], order[:n_aside // 2], order[n_aside // 2:n_aside]
+
+
+def _digits(flatten: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1,797 digits: x [N, 64] (or [N, 1, 8, 8]) in [0, 1], y [N]."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0        # grey levels 0..16 -> [0, 1]
+    y = torch.as_tensor(bunch.target, dtype=torch.int64)
+    return (x if flatten else x.reshape(-1, 1, 8, 8)), y
+
+
 def load_digits(flatten: bool = True, test_fraction: float = 0.2, seed: int = 0) -> Split:
     """scikit-learn's digits as tensors, pixels scaled to [0, 1], split once and for all.
 
     x: [N, 64] when ``flatten``, else [N, 1, 8, 8] (an image channel, for convolutions).
-    y: [N] in 0..9. The split is a permutation drawn with ``seed``: 1,438 train, 359 test by default.
+    y: [N] in 0..9. By default 1,438 training digits and 179 held-out ones (the test split:
+    measure and tune on it); the other 180 of the 20% set aside are the grader's reserve,
+    which this function never returns (see ``partition``).
     """
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    bunch = sk_load_digits()
-    x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
-    y = torch.as_tensor(bunch.target, dtype=torch.int64)
-    if not flatten:
-        x = x.reshape(-1, 1, 8, 8)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_test = round(test_fraction * len(y))
-    test, train = order[:n_test], order[n_test:]
+    x, y = _digits(flatten)
+    train, test, _ = partition(len(y), test_fraction, seed)
     return Split(x[train], y[train], x[test], y[test])
+
+
+def grader_digits(flatten: bool = False, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The grader's reserve of ``load_digits``'s defaults: 180 digits, disjoint from both of its splits.
+
+    For the autograder: a lesson never trains, validates or tunes on these.
+    """
+    x, y = _digits(flatten)
+    _, _, reserve = partition(len(y), 0.2, seed)
+    return x[reserve], y[reserve]
 
 
 def loaders(split: Split, batch_size: int = 64, seed: int = 0, num_workers: int = 0,

@@ -98,9 +98,14 @@ def gradient_norms_through_time(W_hh_scale: float, steps: int = 50, hidden: int 
                                 seed: int = 0) -> list[float]:
     """||dL/dh_t|| for t = 1..steps, where L depends on the last state only.
 
-    A random W_hh scaled to spectral radius ~``W_hh_scale``: below 1 the norms shrink
-    geometrically going back in time (vanishing), well above 1 they can grow (exploding).
-    The inputs are small so that tanh stays near its linear region.
+    W_hh has entries N(0, W_hh_scale^2 / hidden): its spectral radius (largest |eigenvalue|) is
+    about ``W_hh_scale``, and its largest singular value, the size the lesson uses, about twice
+    that (hidden=32, seed 0: 0.93, 1.86 and 5.6 at scales 0.5, 1 and 3). Going back one step
+    multiplies the gradient by W_hh^T and by tanh' of that step. The inputs are small (0.01), so at
+    scale 0.5 the states stay small, tanh' stays near 1 (the linear region) and the norms shrink
+    geometrically going back in time (vanishing); at larger scales the states grow until tanh
+    saturates (|h| near 1 at scale 3), tanh' < 1 damps each step, and still the norms grow going
+    back (exploding).
     """
     g = torch.Generator().manual_seed(seed)
     W_hh = (torch.randn(hidden, hidden, generator=g, dtype=torch.float64) / hidden ** 0.5 * W_hh_scale).requires_grad_()

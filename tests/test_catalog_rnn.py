@@ -1,6 +1,7 @@
 """Lesson 06's catalogue: correct answers written gate by gate pass, each classic mistake fails with its symptom named."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -214,7 +215,7 @@ def test_char_model_good_model_gets_full_points(names):
     everyone, _, vocab = names
     result = check("rnn.char_model", PrefixCounts(everyone, vocab), hidden=True)
     assert result.passed and result.score == result.max_score, result
-    assert "validation loss" in result.message and "nats per character on 400 held-out names" in result.message
+    assert "validation loss" in result.message and "nats per character on 200 held-out names" in result.message
 
 
 def test_char_model_bigram_gets_partial_points_naming_the_loss(names):
@@ -239,7 +240,7 @@ def test_char_model_that_peeks_at_the_next_character_gains_nothing(names):
 
 def test_char_model_wrong_output_and_not_a_model():
     result = check("rnn.char_model", torch.nn.Embedding(27, 26))
-    assert result.score == 0 and "[400, 12, 27]" in result.message and "[400, 12, 26]" in result.message
+    assert result.score == 0 and re.search(r"\[200, \d+, 27\]", result.message) and "26]" in result.message
     assert check("rnn.char_model", 3.0).status == "missing"
 
     class Stub(torch.nn.Module):
@@ -256,3 +257,34 @@ def test_char_model_threshold_is_the_one_the_notebook_states():
     rule = EXERCISES["rnn.char_model"].threshold
     notebook = (ROOT / "course" / "source" / "06_rnn" / "06_rnn.ipynb").read_text()
     assert f"below {rule.full:.1f} nats per character" in notebook and f"none from {rule.zero:.1f}" in notebook
+
+
+class PrefixOrBigram(Bigram):
+    """PrefixCounts for the prefixes of the names it was given, the bigram table elsewhere: with
+    the validation names among them, a model that memorised the learner's validation split."""
+
+    def __init__(self, names, vocab):
+        super().__init__(names, vocab)
+        self.prefixes = PrefixCounts(names, vocab)
+
+    def forward(self, tokens):
+        seen, _ = self.prefixes(tokens)
+        known = seen.ne(0).any(dim=-1, keepdim=True)
+        return torch.where(known, seen.log_softmax(-1), super().forward(tokens))
+
+
+def test_memorising_the_validation_names_gains_nothing_on_the_graded_pool(names, monkeypatch):
+    """Far below an honest model's loss on the validation names (where the grader used to draw),
+    about the same on the pool the grader draws now with an instructor's secret."""
+    from autograder import oracle
+
+    _, train, vocab = names
+    _, val = text.split_names(text.first_names())
+    honest, memoriser = PrefixOrBigram(train, vocab), PrefixOrBigram(train + val, vocab)
+    loss = lambda model, x, y: F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=text.PAD).item()
+    x_val, y_val = text.encode_names(val, vocab)
+    assert loss(memoriser, x_val, y_val) < loss(honest, x_val, y_val) - 0.5
+    monkeypatch.setenv("AUTOGRADER_SECRET", "an instructor's secret")
+    data = oracle.cases_and_expected(["rnn.char_model"], hidden=True)["rnn.char_model"]
+    x, y = data["cases"][0].args[0], data["expected"][0]["data"]
+    assert loss(memoriser, x, y) > loss(honest, x, y) - 0.03

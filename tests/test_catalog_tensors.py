@@ -1,5 +1,7 @@
 """Lesson 01's checks: correct alternatives (loops) pass, common mistakes fail with their symptom."""
 
+import copy
+
 import torch
 
 from autograder import check
@@ -56,12 +58,23 @@ def to_device_recursive(obj, device):
     if isinstance(obj, torch.Tensor):
         return obj.to(device)
     if isinstance(obj, dict):
-        return type(obj)((k, to_device_recursive(v, device)) for k, v in obj.items())
+        moved = copy.copy(obj)
+        moved.update((k, to_device_recursive(v, device)) for k, v in obj.items())
+        return moved
     if isinstance(obj, tuple) and hasattr(obj, "_fields"):
         return type(obj)(*[to_device_recursive(v, device) for v in obj])
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_device_recursive(v, device) for v in obj)
     return obj
+
+
+def to_device_rebuilding_dicts(obj, device):
+    """The type(obj)(pairs) recipe: right for dict and OrderedDict, a TypeError for a defaultdict."""
+    if isinstance(obj, dict):
+        return type(obj)((k, to_device_rebuilding_dicts(v, device)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(to_device_rebuilding_dicts(v, device) for v in obj)
+    return to_device_recursive(obj, device)
 
 
 def to_device_flat(obj, device):
@@ -111,6 +124,18 @@ def test_to_device():
     assert check("tensors.to_device", to_device_recursive).passed
     flat = check("tensors.to_device", to_device_flat)
     assert not flat.passed and flat.score < flat.max_score
+    rebuilt = check("tensors.to_device", to_device_rebuilding_dicts)
+    assert not rebuilt.passed and rebuilt.failures[0].group == "defaultdict" and "copy.copy" in rebuilt.failures[0].hint
+
+    def factory_lost(obj, device):                     # type(obj)() then filled: a defaultdict without its factory
+        if isinstance(obj, dict):
+            moved = type(obj)()
+            moved.update((k, to_device_recursive(v, device)) for k, v in obj.items())
+            return moved
+        return to_device_recursive(obj, device)
+
+    lost = check("tensors.to_device", factory_lost)
+    assert not lost.passed and lost.failures[0].group == "defaultdict"
 
 
 def test_patchify():

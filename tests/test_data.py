@@ -10,7 +10,7 @@ from minidl.data import load_digits, loaders
 
 def test_digits_shapes_and_ranges():
     s = load_digits()
-    assert s.x_train.shape == (1438, 64) and s.x_test.shape == (359, 64)
+    assert s.x_train.shape == (1438, 64) and s.x_test.shape == (179, 64)
     assert s.x_train.dtype == torch.float32 and s.y_train.dtype == torch.int64
     assert 0 <= s.x_train.min() and s.x_train.max() <= 1
     assert set(s.y_test.tolist()) == set(range(10))
@@ -26,6 +26,23 @@ def test_split_is_fixed_and_disjoint():
     assert sum(tuple(r) in train for r in a.x_test.tolist()) < 10  # (a few digits are pixel-identical)
 
 
+def test_grader_digits_are_in_neither_split():
+    from minidl.data import grader_digits, partition
+
+    train, held, reserve = partition(1797)
+    assert (len(train), len(held), len(reserve)) == (1438, 179, 180)
+    assert len(set(torch.cat([train, held, reserve]).tolist())) == 1797        # a partition: disjoint, complete
+    split, (x, y) = load_digits(flatten=False), grader_digits()
+    assert x.shape == (180, 1, 8, 8) and set(y.tolist()) == set(range(10))
+    seen = {tuple(r) for r in torch.cat([split.x_train, split.x_test]).flatten(1).tolist()}
+    assert sum(tuple(r) in seen for r in x.flatten(1).tolist()) < 5  # (a few digits are pixel-identical)
+
+
+def test_seventeen_grey_levels():
+    levels = torch.unique(load_digits().x_train * 16)
+    assert torch.equal(levels, torch.arange(17, dtype=torch.float32))
+
+
 def test_needs_no_network(monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("network disabled in this test")
@@ -39,7 +56,7 @@ def test_loaders():
     train, test = loaders(load_digits(), batch_size=100)
     x, y = next(iter(train))
     assert x.shape == (100, 64) and y.shape == (100,)
-    assert sum(len(y) for _, y in test) == 359
+    assert sum(len(y) for _, y in test) == 179
     first = [y.tolist() for _, y in loaders(load_digits(), 100, seed=1)[0]]
     again = [y.tolist() for _, y in loaders(load_digits(), 100, seed=1)[0]]
     assert first == again

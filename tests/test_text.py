@@ -48,7 +48,8 @@ def test_shakespeare_missing_or_present():
 def test_split_names_is_a_fixed_partition():
     names = [f"n{i}" for i in range(50)]
     train, val = text.split_names(names, val_fraction=0.2, seed=0)
-    assert len(val) == 10 and sorted(train + val) == sorted(names)
+    reserve = text.grader_names(names, val_fraction=0.2, seed=0)
+    assert (len(train), len(val), len(reserve)) == (40, 5, 5) and sorted(train + val + reserve) == sorted(names)
     assert text.split_names(names, val_fraction=0.2, seed=0) == (train, val)
     assert text.split_names(names, val_fraction=0.2, seed=1)[1] != val
 

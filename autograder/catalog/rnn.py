@@ -146,18 +146,19 @@ def clip_missing(draw):
     yield Case("", ([g[0], None, g[1]], 1.0), size=3, note="the second parameter has no gradient (.grad is None)")
 
 
-NAMES_DRAW = 400  # names per draw, out of the 516 of the names' validation split
+NAMES_DRAW = 200  # names per draw, out of the grader's reserve of 258
 CHAR_LOSS_FULL = 2.0  # nats per character: the threshold the notebook states (a bigram model scores about 2.33)
 
 
 def held_out_names(draw):
-    """A draw of the validation names of ``minidl.text.split_names`` (the notebook never trains on
-    them), one padded row each; the next characters stay with the grader as the case's answer."""
+    """A draw of ``minidl.text.grader_names``, the reserve that ``split_names`` never returns (so the
+    notebook neither trains nor tunes on it), one padded row each; the hidden draw is made with the
+    instructor's secret. The next characters stay with the grader as the case's answer."""
     from minidl import text
 
-    _, val = text.split_names(text.first_names())
-    pick = torch.randperm(len(val), generator=draw.gen)[:NAMES_DRAW].tolist()
-    inputs, targets = text.encode_names([val[i] for i in pick], text.names_vocab())
+    reserve = text.grader_names(text.first_names())
+    pick = torch.randperm(len(reserve), generator=draw.gen)[:NAMES_DRAW].tolist()
+    inputs, targets = text.encode_names([reserve[i] for i in pick], text.names_vocab())
     yield Case("", (inputs,), size=NAMES_DRAW, answer=targets, note=f"{NAMES_DRAW} held-out names")
 
 
@@ -305,8 +306,8 @@ LESSON = Lesson(
             threshold=Threshold("validation loss", char_loss, full=CHAR_LOSS_FULL, zero=2.4, unit="nats per character"),
             groups=(
                 Group("held-out names", 1, held_out_names,
-                      hint="Train longer or with a better learning rate (with gradient clipping), on the training "
-                           "names only; the grader feeds '.name' padded with '.', tokens as "
+                      hint="Train longer or with a better learning rate (with gradient clipping), and watch the "
+                           "loss on the validation names; the grader feeds other names: '.name' padded with '.', tokens as "
                            "text.encode_names(names, text.names_vocab()) makes them, and reads the next-character "
                            "logits at every position."),
             ),

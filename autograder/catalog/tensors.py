@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict, defaultdict, namedtuple
 
 import torch
 
 from ..exercise import Case, Exercise, Group, Lesson
+from ..probes import call
 
 Batch = namedtuple("Batch", ["inputs", "targets", "meta"])
 
@@ -51,6 +52,18 @@ def to_device_cases(draw):
     yield Case("", (OrderedDict(a=t(1), b=(t(2), [t(3), {"c": t(1)}])), "meta"), size=5, note="deeply nested")
     yield Case("", ([], "meta"), size=0, note="an empty list")
     yield Case("", (3.5, "meta"), size=0, note="no tensor at all")
+
+
+def defaultdict_cases(draw):
+    yield Case("", ({"x": draw.randn(2), "ys": [draw.randn(1)]}, "meta"), size=3,
+               note="a defaultdict(list) holding a tensor and a list")
+
+
+def in_defaultdict(fn, items, device):
+    """Call ``fn`` on ``defaultdict(list, items)`` (the grader itself moves plain containers only);
+    return what it returned and that result's default factory, which must still be ``list``."""
+    moved = call(fn, defaultdict(list, items), device)
+    return {"moved": moved, "default factory": getattr(moved, "default_factory", None)}
 
 
 def patchify_values(draw):
@@ -114,9 +127,15 @@ LESSON = Lesson(
             builds="a recursive move of dicts, lists, tuples and namedtuples of tensors",
             points=2,
             cpu_only=True,
-            groups=(Group("structures", 1, to_device_cases),),
-            hints={"type": "Keep each container's own type: rebuild a namedtuple with type(obj)(*items), a dict "
-                           "with type(obj)(...), and return non-tensors unchanged.",
+            groups=(
+                Group("structures", 3, to_device_cases),
+                Group("defaultdict", 1, defaultdict_cases, probe=in_defaultdict,
+                      hint="A defaultdict's first argument is its default factory, so type(obj)(pairs) fails: "
+                           "copy the dict with copy.copy(obj) (same type, same factory) and replace its values."),
+            ),
+            hints={"type": "Keep each container's own type: rebuild a namedtuple with type(obj)(*items), copy a dict "
+                           "with copy.copy(obj) and replace its values (type(obj)(pairs) fails for a defaultdict, "
+                           "whose first argument is its default factory), and return non-tensors unchanged.",
                    "device": "Every tensor, however deep, must end up on the device: recurse into every container."},
         ),
         Exercise(
