@@ -11,17 +11,20 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 .PHONY: setup lab test lessons notebooks bench clean
 
 # The virtual environment, (re)installed when pyproject.toml or constraints.txt change.
+# PYTHONWARNINGS hides the notice setuptools prints on every editable install ("be careful with
+# folders ... with the same name as your package"); nothing else is silenced.
 $(READY): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(READY)
 
 setup: $(READY)
 
-## lab: set up, then open the course in JupyterLab on lessons/
+## lab: set up, then open the course in JupyterLab on lessons/ (the learner's lab: nbgrader's
+## instructor panels are off there, see autograder/lab_config; Validate and Assignments stay)
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=lessons $(ROOT_FLAG) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/autograder/lab_config" $(BIN)/jupyter lab --ServerApp.root_dir=lessons $(ROOT_FLAG) $(LAB_ARGS)
 
 ## test: set up, then run every test
 test: setup
