@@ -5,8 +5,9 @@
     python -m autograder.build lessons    also regenerate lessons/ with nbgrader generate_assignment
 
 Stamping fills the cells marked in their metadata (``{"minidl": {"role": ...}}``) from the
-catalogue and pyproject.toml: the "Open in Colab" badge, the set-up cell, and one test cell per
-exercise (its check call, hidden-test block and nbgrader points). It also clears outputs, and
+catalogue and pyproject.toml: the "Open in Colab" badge, the set-up cell, one test cell per
+exercise (its check call, hidden-test block and nbgrader points), and the grade cell that ends
+every lesson (added when missing). It also clears outputs, and
 writes the catalogue of exercises into README.md between its two catalogue markers.
 """
 
@@ -107,11 +108,22 @@ def test_cell(exercise_id: str) -> str:
     )
 
 
+def grade_cell() -> str:
+    return (
+        "# Done? Grade this notebook as the instructor's grader does: it saves the notebook, runs it again\n"
+        "# from the top and checks every exercise (a minute or two), then offers the file to submit.\n"
+        "from autograder.selfgrade import grade_this_notebook\n"
+        "grade_this_notebook()"
+    )
+
+
 def stamp(nb: nbformat.NotebookNode, key: str) -> nbformat.NotebookNode:
     """Fill the stamped cells of ``nb`` (lesson ``key``), clear outputs, set the metadata."""
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["minidl"] = {"lesson": key}
+    if not any(c.metadata.get("minidl", {}).get("role") == "grade" for c in nb.cells):
+        nb.cells.append(nbformat.v4.new_code_cell(metadata={"minidl": {"role": "grade"}}))
     for cell in nb.cells:
         role = cell.metadata.get("minidl", {}).get("role")
         if role == "badge":
@@ -125,6 +137,10 @@ def stamp(nb: nbformat.NotebookNode, key: str) -> nbformat.NotebookNode:
                 "grade": True, "grade_id": f"test_{EXERCISES[eid].name}", "locked": True,
                 "points": EXERCISES[eid].points, "schema_version": 3, "solution": False, "task": False,
             }
+        elif role == "grade":
+            cell.source = grade_cell()
+            cell.metadata["nbgrader"] = {"grade": False, "grade_id": "grade_this_notebook", "locked": True,
+                                         "schema_version": 3, "solution": False, "task": False}
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.pop("id", None)
