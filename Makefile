@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 # Extra arguments for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --port 8899"
 LAB_ARGS ?=
+# The folder JupyterLab opens (the browser test serves a scratch copy of the notebooks)
+LAB_ROOT ?= lessons
 # Jupyter refuses to run as root (containers, some cloud machines) unless told it may.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -24,7 +26,7 @@ setup: $(READY)
 ## lab: set up, then open the course in JupyterLab on lessons/ (the learner's lab: nbgrader's
 ## instructor panels are off there, see autograder/lab_config; Validate and Assignments stay)
 lab: setup
-	JUPYTER_CONFIG_PATH="$(CURDIR)/autograder/lab_config" $(BIN)/jupyter lab --ServerApp.root_dir=lessons $(ROOT_FLAG) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/autograder/lab_config" $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) --LabApp.expose_app_in_browser=True $(ROOT_FLAG) $(LAB_ARGS)
 
 ## test: set up, then run every test
 test: setup
