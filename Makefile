@@ -5,23 +5,28 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 # Extra arguments for JupyterLab, e.g. make lab LAB_ARGS="--no-browser --port 8899"
 LAB_ARGS ?=
+# The folder JupyterLab opens (the browser test serves a scratch copy of the notebooks)
+LAB_ROOT ?= lessons
 # Jupyter refuses to run as root (containers, some cloud machines) unless told it may.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test lessons notebooks bench clean
 
 # The virtual environment, (re)installed when pyproject.toml or constraints.txt change.
+# PYTHONWARNINGS hides the notice setuptools prints on every editable install ("be careful with
+# folders ... with the same name as your package"); nothing else is silenced.
 $(READY): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,cluster]"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,cluster]"
 	touch $(READY)
 
 setup: $(READY)
 
-## lab: set up, then open the course in JupyterLab on lessons/
+## lab: set up, then open the course in JupyterLab on lessons/ (the learner's lab: nbgrader's
+## instructor panels are off there, see autograder/lab_config; Validate and Assignments stay)
 lab: setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=lessons $(ROOT_FLAG) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH="$(CURDIR)/autograder/lab_config" $(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) --LabApp.expose_app_in_browser=True $(ROOT_FLAG) $(LAB_ARGS)
 
 ## test: set up, then run every test
 test: setup

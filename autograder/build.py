@@ -5,8 +5,9 @@
     python -m autograder.build lessons    also regenerate lessons/ with nbgrader generate_assignment
 
 Stamping fills the cells marked in their metadata (``{"minidl": {"role": ...}}``) from the
-catalogue and pyproject.toml: the "Open in Colab" badge, the set-up cell, and one test cell per
-exercise (its check call, hidden-test block and nbgrader points). It also clears outputs, and
+catalogue and pyproject.toml: the "Open in Colab" badge, the set-up cell, one test cell per
+exercise (its check call, hidden-test block and nbgrader points), and the grade cell that ends
+every lesson (added when missing). It also clears outputs, and
 writes the catalogue of exercises into README.md between its two catalogue markers.
 """
 
@@ -50,12 +51,41 @@ def badge(key: str) -> str:
     )
 
 
+# The packages a Colab runtime brings and must keep: the set-up cell pins them to the versions
+# installed, so that installing the course adds what is missing and never upgrades one of them.
+KEEP = ("torch", "torchvision", "torchaudio", "numpy", "ipykernel", "ipython", "ipywidgets",
+        "jupyter-client", "jupyter-core", "tornado", "traitlets", "notebook")
+
+
 def setup() -> str:
+    """The set-up cell. In Colab, once per runtime, it installs the course package from the
+    repository without changing a package the runtime has (``KEEP``); a failed install ends
+    with what to do, not a traceback. Everywhere it then picks the device and seeds."""
     return (
-        "# Set-up: run this cell first. In Colab it installs the course package (about a minute).\n"
-        "import subprocess, sys\n"
-        "if \"google.colab\" in sys.modules:\n"
-        f"    subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"minidl @ git+{repository()}\"], check=True)\n"
+        "# Set-up: run this cell first. In Colab it installs the course package once (about a minute).\n"
+        "import importlib.metadata, importlib.util, subprocess, sys, tempfile\n"
+        "\n"
+        f"REPOSITORY = \"{repository()}\"\n"
+        "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"autograder\") is None:\n"
+        "    print(f\"Installing the course package from {REPOSITORY} ...\")\n"
+        "    with tempfile.NamedTemporaryFile(\"w\", suffix=\".txt\", delete=False) as keep:  # never upgrade these\n"
+        f"        for name in \"{' '.join(KEEP)}\".split():\n"
+        "            try:\n"
+        "                keep.write(f\"{name}=={importlib.metadata.version(name)}\\n\")\n"
+        "            except importlib.metadata.PackageNotFoundError:\n"
+        "                pass\n"
+        "    pip = subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\", \"-c\", keep.name,\n"
+        "                          f\"minidl @ git+{REPOSITORY}\"], capture_output=True, text=True)\n"
+        "    importlib.invalidate_caches()\n"
+        "    if pip.returncode != 0:\n"
+        "        class SetupFailed(Exception):\n"
+        "            def _render_traceback_(self):  # IPython shows this message instead of a traceback\n"
+        "                return [str(self)]\n"
+        "        raise SetupFailed(\n"
+        "            f\"{pip.stderr.strip()[-1500:]}\\n\\nThe course package could not be installed from {REPOSITORY}.\\n\"\n"
+        "            \"What to do: check that this runtime is connected to the internet, then run this cell again.\\n\"\n"
+        "            \"If it fails again, open the lesson anew from the course's repository page (its address may have\\n\"\n"
+        "            \"changed), or work on your own machine: clone the repository and run `make lab`.\")\n"
         "\n"
         "import torch\n"
         "from autograder import check\n"
@@ -79,11 +109,22 @@ def test_cell(exercise_id: str) -> str:
     )
 
 
+def grade_cell() -> str:
+    return (
+        "# Done? Grade this notebook as the instructor's grader does: it saves the notebook, runs it again\n"
+        "# from the top and checks every exercise (a minute or two), then offers the file to submit.\n"
+        "from autograder.selfgrade import grade_this_notebook\n"
+        "grade_this_notebook()"
+    )
+
+
 def stamp(nb: nbformat.NotebookNode, key: str) -> nbformat.NotebookNode:
     """Fill the stamped cells of ``nb`` (lesson ``key``), clear outputs, set the metadata."""
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
     nb.metadata["minidl"] = {"lesson": key}
+    if not any(c.metadata.get("minidl", {}).get("role") == "grade" for c in nb.cells):
+        nb.cells.append(nbformat.v4.new_code_cell(metadata={"minidl": {"role": "grade"}}))
     for cell in nb.cells:
         role = cell.metadata.get("minidl", {}).get("role")
         if role == "badge":
@@ -97,6 +138,10 @@ def stamp(nb: nbformat.NotebookNode, key: str) -> nbformat.NotebookNode:
                 "grade": True, "grade_id": f"test_{EXERCISES[eid].name}", "locked": True,
                 "points": EXERCISES[eid].points, "schema_version": 3, "solution": False, "task": False,
             }
+        elif role == "grade":
+            cell.source = grade_cell()
+            cell.metadata["nbgrader"] = {"grade": False, "grade_id": "grade_this_notebook", "locked": True,
+                                         "schema_version": 3, "solution": False, "task": False}
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cell.pop("id", None)
