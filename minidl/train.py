@@ -1,4 +1,4 @@
-"""Lesson 04: the training loop. One epoch, evaluation, metrics, checkpoints, and ``fit``.
+"""Lesson 04: the training loop. One epoch, evaluation, metrics, and ``fit`` (with lesson 08's checkpoints).
 
 ``fit`` is the loop every later lesson uses: it runs on CPU, CUDA (autocast when asked) and MPS,
 shows a tqdm progress bar, returns a history for plotting, and saves/resumes checkpoints.
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from .scale import load_checkpoint, save_checkpoint  # noqa: F401 (lesson 04 uses them as minidl.train's)
 
 
 def train_one_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
@@ -85,29 +87,6 @@ def precision_recall_f1(confusion: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return precision, recall, f1
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int,
-                    history: dict | None = None, scheduler=None) -> None:
-    """Everything needed to resume: model and optimizer state (momentum, Adam's moments), epoch,
-    history, scheduler. Written to a temporary file first, so a crash never leaves half a checkpoint."""
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-             "history": history or {}, "scheduler": scheduler.state_dict() if scheduler is not None else None}
-    tmp = Path(f"{path}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
-                    scheduler=None, map_location: torch.device | str = "cpu") -> tuple[int, dict]:
-    """Restore what ``save_checkpoint`` wrote into model (and optimizer, scheduler); returns (epoch, history)."""
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    model.load_state_dict(state["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    return state["epoch"], state["history"]
-
-
 def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimizer,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], epochs: int, device: torch.device | str,
         val_loader: Iterable | None = None, scheduler=None, amp: bool = False,
@@ -116,7 +95,9 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
 
     ``scheduler`` (a torch.optim.lr_scheduler) steps once per epoch. ``amp``: float16 autocast with a
     gradient scaler on CUDA (ignored elsewhere). ``checkpoint``: a file written after every
-    epoch; if it exists when fit starts, training resumes from it (``epochs`` is the total).
+    epoch (``minidl.scale.save_checkpoint``: model, optimizer, scheduler, scaler, every RNG state,
+    the train loader's own generator, epoch and history); if it exists when fit starts, training
+    resumes from it (``epochs`` is the total), exactly where an uninterrupted run would be.
     ``progress=False`` prints nothing.
     """
     from tqdm.auto import tqdm
@@ -125,9 +106,13 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
     model.to(device)
     history: dict[str, list[float]] = {"train_loss": [], "val_acc": [], "lr": [], "seconds": []}
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        start, history = load_checkpoint(checkpoint, model, optimizer, scheduler, map_location=device)
     scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
+    shuffler = getattr(train_loader, "generator", None)    # a loader seeded with its own generator shuffles with it
+    if checkpoint is not None and Path(checkpoint).exists():
+        extra = load_checkpoint(checkpoint, model, optimizer, scheduler, scaler, map_location=device)
+        start, history = extra["epoch"], extra["history"]
+        if shuffler is not None and extra.get("loader_rng") is not None:
+            shuffler.set_state(extra["loader_rng"])
     bar = tqdm(range(start, epochs), initial=start, total=epochs, desc="epochs", disable=not progress)
     for epoch in bar:
         began = time.perf_counter()
@@ -141,7 +126,8 @@ def fit(model: nn.Module, train_loader: Iterable, optimizer: torch.optim.Optimiz
         history["seconds"].append(time.perf_counter() - began)
         bar.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items() if k in ("train_loss", "val_acc") and v})
         if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, epoch + 1, history, scheduler)
+            save_checkpoint(checkpoint, model, optimizer, scheduler, scaler, epoch=epoch + 1, history=history,
+                            loader_rng=shuffler.get_state() if shuffler is not None else None)
     return history
 
 
