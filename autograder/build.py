@@ -14,7 +14,6 @@ writes the catalogue of exercises into README.md between its two catalogue marke
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import shutil

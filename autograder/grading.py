@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import notebook, oracle, policy
+from . import kernel, notebook, oracle, policy, submission
 from .catalog import LESSONS
 from .attempt import prepare, score, zero
 from .confine import Confinement, release, sandbox_user
@@ -106,8 +106,8 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
     hidden = bool(policy.secret()) if hidden is None else hidden
     loaded = notebook.read(path)
     nb = loaded.nb
-    key = lesson if lesson in LESSONS else notebook.lesson_key(nb, path)
-    report = Report(str(path), key, hidden=hidden, repairs=list(loaded.repairs))
+    key, notes = (lesson, []) if lesson in LESSONS else submission.lesson_of(nb, path)
+    report = Report(str(path), key, hidden=hidden, repairs=list(loaded.repairs), problems=notes)
     if loaded.problem:
         report.problems.append(loaded.problem)
     if key is None:
@@ -124,7 +124,7 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
         os.chmod(tmp, 0o711)  # learner processes may reach their own folder, not list others'
         scratch = tmp / secrets.token_hex(12)
         scratch.mkdir()
-        run = notebook.execute(nb, [e.name for e in exercises], scratch, limits.cell, limits.notebook,
+        run = kernel.execute(nb, [e.name for e in exercises], scratch, limits.cell, limits.notebook,
                                kernel_confinement(limits))
         report.problems += run.problems
         report.seconds = run.seconds

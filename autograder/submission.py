@@ -57,6 +57,18 @@ def choose_lesson(assignment: str | None, metadata: str | None, name: str | None
     return chosen, notes
 
 
+def lesson_of(nb, path: pathlib.Path) -> tuple[str | None, list[str]]:
+    """One notebook's lesson (``grade``, ``progress``): its metadata, then its file name, as
+    ``look_up`` decides, and as a last resort the exercises its check calls name."""
+    metadata = nb.metadata.get("minidl", {}).get("lesson") if nb is not None else None
+    lesson, notes = choose_lesson(None, metadata if metadata in LESSONS else None, lms.lesson_in(path.name))
+    if lesson is None and nb is not None:
+        text = "\n".join(c.get("source", "") for c in nb.cells if isinstance(c.get("source", ""), str))
+        lesson = next((key for key, les in LESSONS.items()
+                       if any(f'"{e.id}"' in text or f"'{e.id}'" in text for e in les.exercises)), None)
+    return lesson, notes
+
+
 def look_up(path: pathlib.Path, folder: pathlib.Path) -> Submission:
     """One notebook under ``folder``: its student, lesson and attempt, with notes on conflicts."""
     rel = path.relative_to(folder)

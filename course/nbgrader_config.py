@@ -16,6 +16,12 @@ _spec.loader.exec_module(policy)
 c.CourseDirectory.root = str(here)
 c.CourseDirectory.course_id = "minidl"
 
+# The exchange: where release_assignment puts assignments and students' submit puts their work.
+# On a hub every user must reach it (a shared volume), so set it on purpose: nbgrader makes the
+# folder world-writable (777) by design, and each course's inbound/ write-only for students (733),
+# so no student can read another's submission. Students' nbgrader config names the same folder.
+c.Exchange.root = os.environ.get("NBGRADER_EXCHANGE", "/srv/nbgrader/exchange")
+
 # Per-cell time limit: training cells and the checks (which start a reference process) need
 # more than nbgrader's default 30 s on a 2-core CPU. A cell that runs past it is interrupted.
 # The same limit as `python -m autograder grade|batch` (policy.CELL_SECONDS).
