@@ -26,11 +26,17 @@ def limits(args: argparse.Namespace) -> policy.Limits:
     return policy.Limits(cell=args.cell_timeout, notebook=args.timeout, memory=args.memory)
 
 
-def use_secret(args: argparse.Namespace) -> None:
+def use_secret(args: argparse.Namespace) -> policy.Secret:
     """``--secret-file``, then the first line of every grading run: whether hidden cases count."""
-    if getattr(args, "secret_file", None):
-        policy.use_secret_file(args.secret_file)
-    print(policy.secret().banner(), file=sys.stderr)
+    if args.secret_file:
+        try:
+            policy.use_secret_file(args.secret_file)
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+    secret = policy.secret()
+    print(secret.banner(), file=sys.stderr)
+    return secret
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -51,17 +57,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from . import batch, outputs, policy
+    from . import batch, outputs
     from .submission import discover, submissions_root
 
-    if args.secret_file:
-        try:
-            policy.use_secret_file(args.secret_file)
-        except FileNotFoundError as e:
-            print(e, file=sys.stderr)
-            return 2
-    secret = policy.secret()
-    print(secret.banner(), file=sys.stderr)
+    secret = use_secret(args)
     folder, csv_path = pathlib.Path(args.folder), pathlib.Path(args.out)
     if not folder.is_dir():
         print(f"{folder} is not a folder", file=sys.stderr)
@@ -75,14 +74,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print("--gradebook: refusing to write scores of public cases only over the gradebook's; give the "
               "secret (--secret-file FILE) or pass --public-only-ok", file=sys.stderr)
         return 2
-    limits = policy.Limits(cell=args.cell_timeout, notebook=args.timeout, memory=args.memory)
     if args.scheduler or args.scheduler_file:
         from . import cluster
 
         with cluster.connect(args.scheduler, args.scheduler_file) as client:
-            rows = batch.run(folder, csv_path, limits=limits, grader=cluster.grader(client))
+            rows = batch.run(folder, csv_path, limits=limits(args), grader=cluster.grader(client))
     else:
-        rows = batch.run(folder, csv_path, workers=args.workers, limits=limits)
+        rows = batch.run(folder, csv_path, workers=args.workers, limits=limits(args))
     students = len({r["student"] for r in rows})
     print(f"{len(rows)} rows for {students} students in {args.out} (one row per student in "
           f"{outputs.students_csv(csv_path)}); JSON and HTML feedback in {csv_path.with_suffix('')}/")
@@ -146,8 +144,6 @@ def main(argv: list[str] | None = None) -> int:
                                                           "tcp://HOST:8786 (needs the cluster extra)")
     p.add_argument("--scheduler-file", metavar="FILE", help="grade on the Dask cluster this scheduler file "
                                                             "describes (dask-scheduler --scheduler-file)")
-    p.add_argument("--secret-file", metavar="FILE", help="read the instructor's secret (the seed of the hidden "
-                                                         "cases) from FILE")
     p.add_argument("--gradebook", metavar="URL", help="also write the scores into nbgrader's gradebook, e.g. "
                                                       "sqlite:///course/gradebook.db or "
                                                       "postgresql+psycopg://user@host/minidl")
@@ -161,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     add_limits(p)
     p.set_defaults(run=cmd_progress)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except SystemExit as e:  # a refusal with its message already printed (use_secret)
+        return int(e.code or 0)
 
 
 if __name__ == "__main__":
