@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import nbformat
 
 from .catalog import LESSONS
-from .check import COLLECT_ENV
+from .policy import COLLECT_ENV
 
 _running = False  # a grade in progress in this process: a nested call does nothing
 
@@ -43,16 +43,10 @@ class SelfGrade:
 
     def hints(self) -> list[tuple[str, str]]:
         """(exercise, its first hint) for each exercise not passed that has one."""
-        out = []
-        for r in self.report.results:
-            hint = getattr(r, "hint", "") or (r.failures[0].hint if getattr(r, "failures", None) else "")
-            if hint and not r.passed:
-                out.append((r.exercise, hint))
-        return out
+        return [(r.exercise, r.hint) for r in self.report.results if r.hint and not r.passed]
 
     def __repr__(self) -> str:
-        lines = [self.report.table()]
-        lines += [f"  hint for {e}: {h}" for e, h in self.hints()]
+        lines = [self.report.table()]  # the CLI's table, first hint per exercise included
         lines.append(f"Graded file: {self.path} (submit this file)")
         return "\n".join(lines)
 
@@ -157,7 +151,8 @@ def grade_this_notebook() -> SelfGrade | None:
     global _running
     if headless() or _running:
         return None
-    from .grading import Limits, grade_notebook
+    from .grading import grade_notebook
+    from .policy import Limits
     if in_colab():
         path = notebook_from_colab(pathlib.Path.cwd())
     else:
