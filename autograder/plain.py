@@ -111,6 +111,11 @@ class Mismatch:
     details: dict = field(default_factory=dict)
 
 
+def first_index(mask: torch.Tensor) -> tuple[int, ...]:
+    """The index of the first True element of ``mask``, as a tuple of ints."""
+    return tuple(int(i) for i in mask.nonzero()[0])
+
+
 def compare(expected: dict, got: dict, tolerance, path: str = "output") -> Mismatch | None:
     """The first difference between two plain trees, or None. ``tolerance(dtype) -> (rtol, atol)``."""
     ek, gk = expected["kind"], got["kind"]
@@ -166,7 +171,7 @@ def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch
     if not e.is_floating_point() and not e.is_complex():
         wrong = e != g
         if wrong.any():
-            index = tuple(int(i) for i in wrong.nonzero()[0])
+            index = first_index(wrong)
             return Mismatch(
                 "values",
                 f"{path} differs in {int(wrong.sum())} of {e.numel()} elements; first at index "
@@ -178,7 +183,7 @@ def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch
     e64, g64 = e.double(), g.double()
     blown = e64.isfinite() & ~g64.isfinite()
     if blown.any():
-        index = tuple(int(i) for i in blown.nonzero()[0])
+        index = first_index(blown)
         return Mismatch(
             "nonfinite",
             f"{path} has {int(blown.sum())} NaN/inf value(s) where the expected values are finite; "
@@ -190,7 +195,7 @@ def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch
         return None
     err = (g64 - e64).abs().nan_to_num(float("inf"))
     err[close] = 0
-    index = tuple(int(i) for i in (err == err.max()).nonzero()[0])
+    index = first_index(err == err.max())
     rel = err[index].item() / max(abs(e64[index].item()), 1e-300)
     return Mismatch(
         "values",

@@ -10,7 +10,9 @@ c = get_config()  # noqa: F821 (provided by nbgrader)
 here = pathlib.Path(__file__).resolve().parent
 # The grading policy (secret, limits) lives in autograder/policy.py; loaded by its path, since
 # importing the autograder package would load PyTorch into every nbgrader command.
-_spec = importlib.util.spec_from_file_location("minidl_policy", here.parent / "autograder" / "policy.py")
+_package = importlib.util.find_spec("autograder")  # found, not imported
+_spec = importlib.util.spec_from_file_location(
+    "minidl_policy", pathlib.Path(_package.submodule_search_locations[0]) / "policy.py")
 policy = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(policy)
 c.CourseDirectory.root = str(here)
