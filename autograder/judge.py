@@ -63,7 +63,7 @@ def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: fl
 
 def measure(exercise: Exercise, case: Case, expected: dict, got: dict) -> tuple[float, Failure | None, str]:
     """A trained model's case: the share of the points it earns, the Failure that explains a
-    share below 1, and the measurement in words ("accuracy 0.983 on 300 held-out digits")."""
+    share below 1, and the measurement in words ("accuracy 0.983 on 150 of the grader's digits")."""
     rule = exercise.threshold
     kind = got["kind"]
     if kind in ("forbidden", "timeout"):

@@ -11,6 +11,7 @@ by the code that makes them); hidden cases use a secret seed that only this proc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -36,8 +37,10 @@ def move(obj, device: str):
         return type(obj)(*(move(v, device) for v in obj))
     if isinstance(obj, (list, tuple)):
         return type(obj)(move(v, device) for v in obj)
-    if isinstance(obj, dict):
-        return type(obj)((k, move(v, device)) for k, v in obj.items())
+    if isinstance(obj, dict):  # a copy keeps the dict's type and state (a defaultdict's factory)
+        moved = copy.copy(obj)
+        moved.update((k, move(v, device)) for k, v in obj.items())
+        return moved
     return obj
 
 

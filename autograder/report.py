@@ -31,6 +31,9 @@ class Points(float):
         points.result = result
         return points
 
+    def __reduce__(self):  # pickled (to another process, into JSON-like reports) as the plain number
+        return float, (float(self),)
+
     def _repr_html_(self) -> str:
         r = self.result
         cases = f"hidden cases included: {r.hidden_cases}" if r.hidden_cases else "public cases"
@@ -81,7 +84,7 @@ class Result:
 
     def to_dict(self) -> dict:
         return {
-            "id": self.exercise, "score": self.points, "max_score": self.max_score,
+            "id": self.exercise, "score": float(self.points), "max_score": self.max_score,
             "passed": self.passed, "message": self.message, "status": self.status,
             "cases": self.cases, "passed_cases": self.passed_cases,
         }
