@@ -22,14 +22,23 @@ def explorer(fn: Callable[..., Any], **controls: Any):
 
     out = widgets.Output()
 
-    def draw(change: Any = None) -> None:
+    def draw(change: Any = None) -> Exception | None:
+        """Redraw inside ``out``. A redraw's error is shown there; the default view's is returned."""
         with out:
             out.clear_output(wait=True)
-            fn(**{name: control.value for name, control in controls.items()})
+            try:
+                fn(**{name: control.value for name, control in controls.items()})
+            except Exception as err:  # noqa: BLE001
+                if change is not None:
+                    raise                                 # the Output shows the traceback
+                return err
+        return None
 
     for control in controls.values():
         control.style.description_width = "initial"      # "permutation", not "permutati..."
         control.observe(draw, names="value")
-    draw()
+    error = draw()
+    if error is not None:          # an Output would swallow it: the cell fails, as a headless run must see
+        raise error
     row = widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
     return widgets.VBox([row, out])

@@ -166,27 +166,41 @@ def test_clip_grad_norm_forbidden():
 class PrefixCounts(torch.nn.Module):
     """A causal model without training that has seen every name (the held-out ones too): the
     next character's log-frequency among the names that start with the prefix so far. It
-    returns (logits, None), as an LSTM model returning its state would."""
+    returns (logits, None), as an LSTM model returning its state would.
+
+    The prefixes are the nodes of a trie, ``child[node, token]`` (node 0: a prefix never seen),
+    so that forward is a few tensor operations per position, fast under the grader's sandbox."""
 
     def __init__(self, names, vocab):
         super().__init__()
-        self.vocab, self.table = vocab, {}
+        V = len(vocab)
+        nodes, counts = {"": 1}, [torch.zeros(V), torch.full((V,), 0.01)]
+        edges = []
         for name in names:
             marked = text.BOUNDARY + name + text.BOUNDARY
             for t in range(1, len(marked)):
-                counts = self.table.setdefault(marked[:t], torch.full((len(vocab),), 0.01))
-                counts[vocab.index[marked[t]]] += 1
+                prefix = marked[1:t]
+                if prefix not in nodes:
+                    nodes[prefix] = len(counts)
+                    counts.append(torch.full((V,), 0.01))
+                    edges.append((nodes[marked[1:t - 1]], vocab.index[marked[t - 1]], nodes[prefix]))
+                counts[nodes[prefix]][vocab.index[marked[t]]] += 1
+        child = torch.zeros(len(counts), V, dtype=torch.long)
+        for parent, token, node in edges:
+            child[parent, token] = node
+        log_p = torch.stack(counts).log()
+        log_p[0] = 0.0                                      # an unseen prefix: uniform
+        self.register_buffer("child", child)
+        self.register_buffer("log_p", log_p)
 
     def forward(self, tokens):
-        logits = torch.zeros(*tokens.shape, len(self.vocab))
-        for k, row in enumerate(tokens.tolist()):
-            prefix = ""
-            for t, token in enumerate(row):
-                prefix += self.vocab.chars[token]
-                counts = self.table.get(prefix)
-                if counts is not None:
-                    logits[k, t] = counts.log()
-        return logits, None
+        node = torch.ones(tokens.shape[0], dtype=torch.long)  # the empty prefix, after the start mark
+        logits = []
+        for t in range(tokens.shape[1]):
+            if t > 0:
+                node = self.child[node, tokens[:, t]]
+            logits.append(self.log_p[node])
+        return torch.stack(logits, dim=1), None
 
 
 class Bigram(torch.nn.Module):

@@ -19,3 +19,20 @@ def test_draws_the_default_view_once_below_the_controls_and_redraws_on_change():
     steps.value = 5
     shape.value = "4"
     assert calls == [("2, 3", 3), ("2, 3", 5), ("4", 5)]
+
+
+def test_an_error_in_the_default_view_fails_the_cell(monkeypatch):
+    """In a kernel, an Output shows an error raised inside it and swallows it: the explorer must not."""
+    from ipywidgets.widgets import widget_output
+
+    class Kernel:
+        def showtraceback(self, *args, **kwargs):
+            pass
+
+    monkeypatch.setattr(widget_output, "get_ipython", lambda: Kernel())
+
+    def broken(n):
+        raise ValueError("cannot draw")
+
+    with pytest.raises(ValueError, match="cannot draw"):
+        explorer(broken, n=widgets.IntSlider(value=1))
