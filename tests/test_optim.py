@@ -1,11 +1,11 @@
-"""minidl.optim against torch.optim: parameter trajectories over several steps."""
+"""minidl.optim against torch.optim: parameter trajectories over several steps, learning-rate schedules."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minidl.optim import SGD, Adam
+from minidl.optim import SGD, Adam, AdamW, WarmupCosine, warmup_cosine
 
 
 def trajectories(make, params, grads):
@@ -61,6 +61,58 @@ def test_adam_matches_torch(hp, dtype):
     params, grads = problem(dtype, steps=15)
     same_trajectories(trajectories(lambda ps: Adam(ps, **hp), params, grads),
                       trajectories(lambda ps: torch.optim.Adam(ps, **hp), params, grads))
+
+
+ADAMW_SETTINGS = [dict(), dict(lr=0.1), dict(lr=0.05, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.3),
+                  dict(lr=0.01, weight_decay=0.0)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("hp", ADAMW_SETTINGS, ids=str)
+def test_adamw_matches_torch(hp, dtype):
+    params, grads = problem(dtype, steps=15)
+    same_trajectories(trajectories(lambda ps: AdamW(ps, **hp), params, grads),
+                      trajectories(lambda ps: torch.optim.AdamW(ps, **hp), params, grads))
+
+
+def test_adamw_decay_is_decoupled_from_adams_l2():
+    params, grads = problem(torch.float64, steps=5)
+    ours = trajectories(lambda ps: AdamW(ps, lr=0.1, weight_decay=0.5), params, grads)
+    adam_l2 = trajectories(lambda ps: Adam(ps, lr=0.1, weight_decay=0.5), params, grads)
+    assert not torch.allclose(ours[-1][0], adam_l2[-1][0])
+
+
+def lr_curve(make_scheduler, steps, base_lrs=(0.1, 0.03)):
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in base_lrs])
+    scheduler, lrs = make_scheduler(opt), []
+    for _ in range(steps):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        scheduler.step()
+    return torch.tensor(lrs, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("warmup,total,start,floor", [(5, 30, 1 / 3, 0.0), (10, 50, 0.01, 0.1), (1, 8, 0.5, 0.0)])
+def test_warmup_cosine_equals_linear_then_cosine_annealing(warmup, total, start, floor):
+    from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, SequentialLR
+
+    def builtin(opt):
+        return SequentialLR(opt, [LinearLR(opt, start_factor=start, total_iters=warmup),
+                                  CosineAnnealingLR(opt, T_max=total - warmup, eta_min=floor * 0.1)],
+                            milestones=[warmup])
+
+    ours = lr_curve(lambda opt: WarmupCosine(opt, warmup, total, start, floor), total + 5, base_lrs=(0.1,))
+    torch.testing.assert_close(ours, lr_curve(builtin, total + 5, base_lrs=(0.1,)))
+    assert warmup_cosine(0, warmup, total, start, floor) == pytest.approx(start)
+    assert warmup_cosine(warmup, warmup, total, start, floor) == pytest.approx(1.0)
+    assert warmup_cosine(total, warmup, total, start, floor) == pytest.approx(floor)
+
+
+def test_warmup_cosine_scales_each_groups_lr_and_checks_its_steps():
+    curve = lr_curve(lambda opt: WarmupCosine(opt, 3, 10), 10)
+    torch.testing.assert_close(curve[:, 1], curve[:, 0] * 0.3)
+    with pytest.raises(ValueError, match="warmup_steps < total_steps"):
+        WarmupCosine(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), 10, 10)
 
 
 @settings(max_examples=15, deadline=None)

