@@ -193,6 +193,13 @@ def test_average_gradients_averaging_parameters_fails_naming_it():
     assert not result.passed and "all-reduce the gradients, not the parameters" in result.message
 
 
+def test_average_gradients_unfinished_is_not_implemented():
+    def unfinished(model):
+        raise NotImplementedError
+
+    assert check("scale.average_gradients", unfinished).status == "not_implemented"
+
+
 def test_average_gradients_with_ddp_is_refused():
     def with_ddp(model):                               # a forward through DDP, refused inside the rank
         torch.nn.parallel.DistributedDataParallel(model)(torch.zeros(1, 4, dtype=torch.float64))

@@ -311,6 +311,8 @@ def average_probe(fn, state: dict, x: torch.Tensor, y: torch.Tensor, unused: boo
         for name in r["hits"] + ([r["forbidden"]] if "forbidden" in r else []):
             with learner_code():
                 refuse(name)                                # a refusal in a rank counts here
+        if "error" in r and r["error"][0] == "NotImplementedError":
+            raise NotImplementedError(r["error"][1])        # an unfinished exercise, reported as such
         if "error" in r:
             raise RuntimeError(f"on rank {rank}: {r['error'][0]}: {r['error'][1]}")
     mean = [None if g is None else (g + h) / 2 for g, h in zip(*[_local_grads(state, x, y, rank, unused)
