@@ -212,7 +212,8 @@ def set_rng_states(rng: dict) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
     random.setstate(rng["python"])
     kind, key, pos, has_gauss, gauss = rng["numpy"]
-    np.random.set_state((kind, key.numpy().astype("uint32"), pos, has_gauss, gauss))
+    key = key.tolist() if isinstance(key, torch.Tensor) else key
+    np.random.set_state((kind, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler=None,
