@@ -94,9 +94,8 @@ def layer_norm(x: torch.Tensor, normalized_shape: int | tuple[int, ...], weight:
     """
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     dims = tuple(range(-len(shape), 0))
-    mu = x.mean(dim=dims, keepdim=True)
-    var = (x - mu).square().mean(dim=dims, keepdim=True)
-    y = (x - mu) / torch.sqrt(var + eps)
+    var, mu = torch.var_mean(x, dim=dims, correction=0, keepdim=True)    # correction=0: divided by n, not n - 1
+    y = (x - mu) * torch.rsqrt(var + eps)                                 # 1 / sqrt(sigma^2 + eps)
     if weight is not None:
         y = y * weight
     return y if bias is None else y + bias
