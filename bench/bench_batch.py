@@ -99,7 +99,7 @@ def lesson_row(key: str, env: dict) -> tuple[str, float]:
         folder = pathlib.Path(tmp) / key
         shutil.copytree(ROOT / "course" / "source" / key, folder)
         notebook = folder / f"{key}.ipynb"
-        bare = seconds([sys.executable, "-c", BARE, str(notebook)], folder, env)
+        bare = seconds([sys.executable, "-c", BARE, str(notebook)], folder, dict(env, PYTHONPATH=str(ROOT)))
         graded = seconds([sys.executable, "-m", "autograder", "grade", str(notebook)], ROOT, env)
     return (f"grading one full {key} submission / its bare headless run ({graded:.0f} s vs {bare:.0f} s)",
             graded / bare)
