@@ -234,6 +234,16 @@ def run_batch(folder, out, env, workers=2, cell_timeout=30):
                             start_new_session=True)
 
 
+def kill_after_the_first(proc: subprocess.Popen, store) -> int:
+    """Kill a batch run (its whole session) once it has stored one submission; how many it stored."""
+    deadline = time.monotonic() + 600
+    while not list(store.glob("*/*.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    return len(list(store.glob("*/*.json")))
+
+
 def read_csv(path):
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -272,13 +282,7 @@ def test_batch_grades_a_class_and_resumes_after_a_kill_with_the_same_grades(tmp_
 
     # killed as soon as the first submission is written, then started again
     resumed = tmp_path / "resumed.csv"
-    proc = run_batch(folder, resumed, env, workers=1)
-    deadline = time.monotonic() + 600
-    while not list((tmp_path / "resumed").glob("*/*.json")) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    graded_before = len(list((tmp_path / "resumed").glob("*/*.json")))
+    graded_before = kill_after_the_first(run_batch(folder, resumed, env, workers=1), tmp_path / "resumed")
     assert 1 <= graded_before < 4
     proc = run_batch(folder, resumed, env, workers=1)
     _, stderr = proc.communicate(timeout=900)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import nbformat
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from autograder import batch, cluster
 
 from .conftest import ROOT
-from .test_batch import SECRET, read_csv
+from .test_batch import SECRET, kill_after_the_first, read_csv
 from .test_hostile import GOOD, WRONG_ONE_HOT, build
 
 distributed = pytest.importorskip("distributed")
@@ -95,12 +94,7 @@ def test_a_client_killed_and_started_again_finishes_with_the_same_csv(submission
     env = dict(tool_env, AUTOGRADER_SECRET=SECRET)
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
-    deadline = time.monotonic() + 600
-    while not list((tmp_path / "grades").glob("*/*.json")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    graded_before = len(list((tmp_path / "grades").glob("*/*.json")))
+    graded_before = kill_after_the_first(proc, tmp_path / "grades")
     assert 1 <= graded_before < 3
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
