@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import dataclasses
-import inspect
 import logging
 import multiprocessing
 import os
@@ -72,16 +71,6 @@ def prepare_process() -> None:
     _prepared.append(str(own))
 
 
-def grader_limits(limits: policy.Limits):
-    """``limits`` as ``grading.grade_notebook`` takes them (its own ``Limits`` class while it has one)."""
-    from . import grading
-
-    kind = getattr(grading, "Limits", policy.Limits)
-    if isinstance(limits, kind):
-        return limits
-    return kind(**{f.name: getattr(limits, f.name) for f in dataclasses.fields(limits)})
-
-
 def grade_submission(name: str, data: bytes, lesson: str, hidden: bool, limits: policy.Limits,
                      expected: tuple[dict, dict]) -> dict:
     """Grade one notebook given as its bytes, as ``lesson``, against ``expected`` (what
@@ -90,12 +79,11 @@ def grade_submission(name: str, data: bytes, lesson: str, hidden: bool, limits: 
     from .grading import grade_notebook
 
     prepare_process()
-    extra = {"lesson": lesson} if "lesson" in inspect.signature(grade_notebook).parameters else {}
     try:
         with tempfile.TemporaryDirectory(prefix="minidl-submission-") as tmp:
             path = pathlib.Path(tmp) / name
             path.write_bytes(data)
-            report = grade_notebook(path, grader_limits(limits), hidden=hidden, expected=expected, **extra)
+            report = grade_notebook(path, limits, hidden=hidden, expected=expected, lesson=lesson)
     except Exception as e:  # the grader's failure, not the learner's: said in the rows, graded again next run
         return {"error": f"{type(e).__name__}: {e}"[:500]}
     return report.to_dict() | {"feedback": [r._repr_html_() for r in report.results]}

@@ -273,3 +273,15 @@ def test_the_lessons_call_learner_code_time_limited(capsys):
     finally:
         del globals()["one_hot"]
     assert yours("patchify", lambda mine: mine()) is None and "not defined yet" in capsys.readouterr().out
+
+
+def test_every_cell_limit_is_the_policys():
+    """`grade`, `batch`, nbgrader's autograde (course config) and the learner lab's Validate."""
+    from traitlets.config import Config
+
+    config = Config()
+    exec((ROOT / "course" / "nbgrader_config.py").read_text(),
+         {"get_config": lambda: config, "__file__": str(ROOT / "course" / "nbgrader_config.py")})
+    lab = json.loads((ROOT / "autograder" / "lab_config" / "nbgrader_config.json").read_text())
+    assert config.ExecutePreprocessor.timeout == lab["ExecutePreprocessor"]["timeout"] == policy.CELL_SECONDS
+    assert policy.Limits().cell == policy.CELL_SECONDS
