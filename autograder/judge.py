@@ -45,6 +45,11 @@ def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: fl
         names = ", ".join(got["names"])
         message = f"this exercise asks you to build {exercise.name} yourself; {names} is off-limits here"
         return Failure(case.group, "", message, "forbidden", exercise.hint_for(case.group, "forbidden"))
+    limit = exercise.group(case.group).speed
+    if kind == "timeout" and limit:  # a timing case's time limit is itself far beyond the allowed ratio
+        message = (f"slower than the reference by more than {limit:g}x on this input: your code did not finish "
+                   f"within {got['seconds']:g} s")
+        return Failure(case.group, "", message, "slow", exercise.hint_for(case.group, "slow"))
     if kind == "timeout":
         message = f"your code did not finish within {got['seconds']:g} s"
         return Failure(case.group, "", message, "timeout", exercise.hint_for(case.group, "timeout"))
@@ -53,7 +58,6 @@ def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: fl
         return Failure(case.group, "", mismatch.message, mismatch.symptom,
                        exercise.hint_for(case.group, mismatch.symptom), where=mismatch.details.get("where", "")
                        if isinstance(mismatch.details.get("where"), str) else "")
-    limit = exercise.group(case.group).speed
     if limit and ratio is not None and ratio > limit:
         message = (f"correct, but {ratio:.1f}x slower than the reference on this input "
                    f"(allowed: {limit:g}x)" if ratio != float("inf") else "could not be timed")
