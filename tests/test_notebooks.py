@@ -89,6 +89,12 @@ def test_cli_gives_the_student_edition_zero_without_errors(key, tmp_path, tool_e
         assert exercise["status"] == "not_implemented" or (trained and exercise["status"] == "checked"), exercise
 
 
+# nbgrader executes every instructor edition in the browser test (its Validate button, which fails
+# unless every test cell has full marks) and lesson 01's student edition in test_recipe.py; here
+# autograde records full marks and zero for a class-exercise lesson and a trained-model lesson.
+NBGRADER_KEYS = ("03_autograd", "07_transformer")
+
+
 @pytest.mark.slow
 def test_nbgrader_autograde_records_full_marks_and_zero(tmp_path, tool_env):
     from nbgrader.api import Gradebook
@@ -104,7 +110,7 @@ def test_nbgrader_autograde_records_full_marks_and_zero(tmp_path, tool_env):
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
         return proc.stdout + proc.stderr
 
-    for key in KEYS:
+    for key in NBGRADER_KEYS:
         nbgrader("generate_assignment", key, "--force")
         for student, edition in (("instructor", course / "source"), ("learner", course / "release")):
             target = course / "submitted" / student / key
@@ -113,7 +119,7 @@ def test_nbgrader_autograde_records_full_marks_and_zero(tmp_path, tool_env):
         log = nbgrader("autograde", key, "--create", "--force")
         assert "[ERROR]" not in log, log[-3000:]
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        for key in KEYS:
+        for key in NBGRADER_KEYS:
             full = gb.find_submission(key, "instructor")
             empty = gb.find_submission(key, "learner")
             assert full.max_score == sum(e.points for e in LESSONS[key].exercises)
