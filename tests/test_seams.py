@@ -21,7 +21,7 @@ import time
 import nbformat
 import pytest
 
-from autograder import attempt, batch, grading, oracle, policy, runner
+from autograder import attempt, grading, oracle, policy, runner, store
 from autograder.catalog import EXERCISES
 
 from .conftest import ROOT
@@ -112,13 +112,11 @@ def test_a_change_anywhere_in_the_grader_changes_the_digest_of_stored_grades(tmp
         policy.grader_digest.cache_clear()
 
 
-def test_stored_results_are_keyed_by_the_grader_digest(tmp_path, monkeypatch):
-    notebook = tmp_path / "01_tensors.ipynb"
-    notebook.write_text("{}")
+def test_stored_results_are_keyed_by_the_grader_digest(monkeypatch):
     monkeypatch.setattr(policy, "grader_digest", lambda: "before-the-fix")
-    old = batch.digest(notebook, hidden=False)
+    old = store.digest(b"{}", hidden=False, lesson="01_tensors")
     monkeypatch.setattr(policy, "grader_digest", lambda: "after-the-fix")
-    assert batch.digest(notebook, hidden=False) != old
+    assert store.digest(b"{}", hidden=False, lesson="01_tensors") != old
 
 
 # -- 4. Validate tells the truth ---------------------------------------------------------------------
