@@ -25,6 +25,7 @@ from autograder import attempt, grading, oracle, policy, runner, store
 from autograder.catalog import EXERCISES
 
 from .conftest import ROOT
+from .test_catalog_broadcasting import dists_broadcast, dists_double_loop
 
 
 @pytest.fixture
@@ -213,20 +214,6 @@ while time.monotonic() < end:
 """
 
 
-def double_loop(x, y):
-    import torch
-
-    out = torch.empty(x.shape[0], y.shape[0], dtype=x.dtype, device=x.device)
-    for i in range(x.shape[0]):
-        for j in range(y.shape[0]):
-            out[i, j] = ((x[i] - y[j]) ** 2).sum()
-    return out
-
-
-def broadcast(x, y):
-    return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
-
-
 @pytest.mark.slow
 def test_speed_ratios_do_not_depend_on_what_else_the_machine_runs():
     exercise = EXERCISES["broadcasting.pairwise_sq_dists"]
@@ -235,7 +222,7 @@ def test_speed_ratios_do_not_depend_on_what_else_the_machine_runs():
     limit = exercise.group(case.group).speed
 
     def ratios():
-        return runner.time_ratio(exercise, double_loop, case, 10), runner.time_ratio(exercise, broadcast, case, 60)
+        return runner.time_ratio(exercise, dists_double_loop, case, 10), runner.time_ratio(exercise, dists_broadcast, case, 60)
 
     quiet = ratios()
     neighbours = [subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) for _ in range(2)]
