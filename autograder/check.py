@@ -36,7 +36,7 @@ def check(exercise_id: str, fn: Any = None, hidden: bool = False) -> Result:
     ids = [e.id for e in lesson_of(exercise_id).exercises]
     try:
         public = oracle.cases_and_expected(ids)[exercise_id]
-        secret = oracle.cases_and_expected([exercise_id], hidden=True)[exercise_id] if hidden else None
+        secret = oracle.cases_and_expected(ids, hidden=True)[exercise_id] if hidden else None
     except Exception as e:  # the course's fault, never the learner's: say so, quietly
         return attempt.zero(exercise, "error", f"grader error (not your fault): {e}")
     plan = attempt.prepare(exercise, public, secret)

@@ -177,6 +177,17 @@ def _filled(cell) -> bool:
         return False
 
 
+def functions_of(obj: Any) -> list:
+    """What is swapped to refuse ``obj``: a function itself; a module class's ``forward``; every
+    method of one of minidl's classes, so that its subclasses (lesson 07's AdamW is lesson 04's
+    Adam with another ``decay``) do not bring the reference back."""
+    if not isinstance(obj, type):
+        return [obj]
+    if obj.__module__.split(".")[0] == "minidl":
+        return list(vars(obj).values())
+    return [obj.__dict__.get("forward")]
+
+
 class Sandbox:
     """``with Sandbox(names): learner_fn(...)`` refuses the named built-ins inside the block."""
 
@@ -195,15 +206,18 @@ class Sandbox:
         _hits.clear()
         codes = set()
         for label, owner, obj, attr in self.targets:
-            func = obj.__dict__.get("forward") if isinstance(obj, type) else obj
-            if isinstance(func, staticmethod | classmethod):
-                func = func.__func__  # an autograd.Function's forward: refuse inside Function.apply
-            while isinstance(func, types.FunctionType) and func.__code__.co_freevars and hasattr(func, "__wrapped__"):
-                func = func.__wrapped__  # a decorated function: refuse in the function it wraps
-            if isinstance(func, types.FunctionType) and not func.__code__.co_freevars:
-                codes.add(func.__code__)
-                self._undo.append(("code", func, func.__code__))
-                func.__code__ = _refusing_code(label)
+            swapped = False
+            for func in functions_of(obj):
+                if isinstance(func, staticmethod | classmethod):
+                    func = func.__func__  # an autograd.Function's forward: refuse inside Function.apply
+                while isinstance(func, types.FunctionType) and func.__code__.co_freevars and hasattr(func, "__wrapped__"):
+                    func = func.__wrapped__  # a decorated function: refuse in the function it wraps
+                if isinstance(func, types.FunctionType) and not func.__code__.co_freevars and func.__code__ not in codes:
+                    codes.add(func.__code__)
+                    self._undo.append(("code", func, func.__code__))
+                    func.__code__ = _refusing_code(label)
+                    swapped = True
+            if swapped:
                 continue
             if isinstance(owner, types.ModuleType) and not isinstance(obj, types.BuiltinFunctionType | type):
                 continue  # reached through the torch-function mode below

@@ -216,6 +216,27 @@ def set_rng_states(rng: dict) -> None:
     np.random.set_state((kind, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
 
 
+def scaled_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer, scaler,
+                 jitter: float = 0.0) -> list[float]:
+    """One epoch of cross-entropy training through a loss ``scaler``; the loss of each batch.
+    ``jitter`` > 0 adds input noise drawn from NumPy's and Python's generators, as augmentation
+    code often does: an exact resume must restore those generators too (see ``rng_states``)."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    losses = []
+    for x, y in loader:
+        if jitter:
+            x = x + jitter * torch.from_numpy(np.random.randn(*x.shape).astype("float32")) * random.random()
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(loss.item())
+    return losses
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler=None,
                     scaler=None, **extra: Any) -> None:
     """One torch.save'd dict: model, optimizer, scheduler and scaler state dicts (None when absent),

@@ -70,29 +70,47 @@ def test_accumulated_step_stepping_per_micro_batch_fails_naming_it():
 
 
 # -- LossScaler -----------------------------------------------------------------------------------------------
-class Scaler(scale.LossScaler):
-    """The reference with one of GradScaler's rules broken."""
+class Scaler:
+    """A learner's scaler, written apart from the reference (a Python float for s, one flag for
+    the whole step), with one of GradScaler's rules broken by ``mistake``."""
 
     mistake = ""
 
+    def __init__(self, init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5, growth_interval=2000):
+        self.s, self.grow, self.back, self.interval = init_scale, growth_factor, backoff_factor, growth_interval
+        self.good, self.unscaled, self.found = 0, set(), False
+
+    def scale(self, loss):
+        return loss * torch.tensor(self.s, dtype=torch.float32)
+
+    def unscale_(self, optimizer):
+        inv = torch.tensor(1.0 / self.s, dtype=torch.float32)
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.found = self.found or not torch.isfinite(p.grad).all().item()
+                    p.grad *= inv
+        self.unscaled.add(id(optimizer))
+
     def step(self, optimizer):
-        if self.mistake == "unscale twice":             # step() divides by s again after an explicit unscale_()
-            self._found_inf.pop(id(optimizer), None)
-        if self.mistake == "no skip":
-            if id(optimizer) not in self._found_inf:
-                self.unscale_(optimizer)
-            return optimizer.step()
-        return super().step(optimizer)
+        if id(optimizer) not in self.unscaled or self.mistake == "unscale twice":   # divides by s again
+            self.unscale_(optimizer)
+        if self.found and self.mistake != "no skip":
+            return None
+        return optimizer.step()
 
     def update(self):
-        found = any(self._found_inf.values())
-        if self.mistake == "no backoff" and found:
-            self._found_inf = {}
-            return
-        tracker = self._growth_tracker
-        super().update()
-        if self.mistake == "tracker kept" and found:
-            self._growth_tracker = tracker
+        if self.found and self.mistake != "no backoff":
+            self.s = float(torch.tensor(self.s * self.back, dtype=torch.float32))
+            self.good = self.good if self.mistake == "tracker kept" else 0
+        elif self.unscaled:
+            self.good += 1
+            if self.good == self.interval:
+                self.s, self.good = float(torch.tensor(self.s * self.grow, dtype=torch.float32)), 0
+        self.unscaled, self.found = set(), False
+
+    def get_scale(self):
+        return self.s
 
 
 def with_mistake(name):

@@ -151,6 +151,19 @@ def test_adam_alternative_passes():
     assert result.passed and result.score == result.max_score, str(result)
 
 
+def test_adam_through_lesson_07s_adamw_is_refused():
+    """minidl.optim.AdamW inherits the reference's step: Adam rebuilt from it is still the reference."""
+    from minidl.optim import Adam, AdamW
+
+    class Sneaky(AdamW):
+        decay = staticmethod(Adam.decay)   # L2 inside the moments again: Adam
+
+        def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+            super().__init__(params, lr, betas, eps, weight_decay)
+
+    assert check("optim.Adam", Sneaky).status == "forbidden"
+
+
 def test_adam_without_bias_correction_fails_naming_it():
     class NoCorrection(PlainAdam):
         def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):

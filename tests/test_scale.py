@@ -227,14 +227,7 @@ def train(epochs, path, start_fresh, model_seed=0):
         extra = scale.load_checkpoint(path, model, opt, sched, scaler)
         start, losses = extra["epoch"], extra["losses"]
     for epoch in range(start, epochs):
-        for xb, yb in loader:
-            xb = xb + 0.01 * torch.from_numpy(np.random.randn(*xb.shape).astype("float32")) * random.random()
-            opt.zero_grad()
-            loss = F.cross_entropy(model(xb), yb)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            losses.append(loss.item())
+        losses += scale.scaled_epoch(model, loader, opt, scaler, jitter=0.01)
         sched.step()
         scale.save_checkpoint(path, model, opt, sched, scaler, epoch=epoch + 1, losses=losses)
     return model, losses, scaler.get_scale()

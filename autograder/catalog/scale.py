@@ -419,7 +419,7 @@ def resume_probe(save, load, seed: int, epochs: int, split: int, which: str) -> 
     ``which`` says whose function is the learner's ('save' or 'load'); the other is minidl's."""
     import numpy as np
 
-    from minidl.scale import LossScaler
+    from minidl.scale import LossScaler, scaled_epoch
 
     def run(start_fresh: bool, until: int, path: str, model_seed: int):
         g = torch.Generator().manual_seed(seed)
@@ -442,14 +442,7 @@ def resume_probe(save, load, seed: int, epochs: int, split: int, which: str) -> 
                 returned = load(path, model, opt, sched, scaler)
             start, losses = returned["epoch"], list(returned["losses"])
         for epoch in range(start, until):
-            for xb, yb in loader:
-                xb = xb + 0.05 * torch.from_numpy(np.random.randn(*xb.shape).astype("float32")) * random.random()
-                opt.zero_grad()
-                loss = F.cross_entropy(model(xb), yb)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                losses.append(loss.item())
+            losses += scaled_epoch(model, loader, opt, scaler, jitter=0.05)
             sched.step()
             if epoch + 1 == split and start_fresh:
                 if which == "save":
