@@ -111,16 +111,22 @@ def test_layer_norm():
 class MHSALoop(nn.Module):
     """Loop over heads, each head's slice of q, k, v taken by hand; mistakes injected by flags."""
 
-    def __init__(self, d_model, num_heads, bias=True, split_sequence=False, project=True):
+    def __init__(self, d_model, num_heads, bias=True, split_sequence=False, project=True, top_left=False):
         super().__init__()
-        self.h, self.split_sequence, self.project = num_heads, split_sequence, project
+        self.h, self.split_sequence, self.project, self.top_left = num_heads, split_sequence, project, top_left
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x, attn_mask=None, is_causal=False):
+    def forward(self, x, attn_mask=None, is_causal=False, cache=None):
         B, T, d = x.shape
         d_h = d // self.h
         q, k, v = self.qkv(x).chunk(3, dim=-1)
+        if cache is not None:                                            # the cache holds [B, h, S, d_h]
+            k, v = (t.transpose(1, 2).reshape(B, -1, d) for t in cache.extend(*(
+                u.view(B, T, self.h, d_h).transpose(1, 2) for u in (k, v))))
+            if is_causal and not self.top_left:                          # query t is position S + t
+                S = k.shape[1]
+                attn_mask, is_causal = torch.ones(S, S, dtype=torch.bool).tril()[S - T:], False
         if self.split_sequence:                                          # [B, T, d] viewed as [B, h, T, d_h]
             q, k, v = (t.reshape(B, self.h, T, d_h) for t in (q, k, v))
             heads = [attention(q[:, j], k[:, j], v[:, j], attn_mask, is_causal) for j in range(self.h)]
@@ -138,10 +144,15 @@ class MHSAEinsum(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.proj = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x, attn_mask=None, is_causal=False):
+    def forward(self, x, attn_mask=None, is_causal=False, cache=None):
         B, T, d = x.shape
-        q, k, v = (t.view(B, T, self.h, d // self.h) for t in self.qkv(x).chunk(3, dim=-1))   # [B, T, h, d_h]
-        out = attention_einsum(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask, is_causal)
+        q, k, v = (t.view(B, T, self.h, d // self.h).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+        if cache is not None:
+            k, v = cache.extend(k, v)
+            if is_causal:
+                offset = k.shape[-2] - T                                 # queries at positions offset..offset+T-1
+                attn_mask, is_causal = torch.arange(k.shape[-2]) <= offset + torch.arange(T)[:, None], False
+        out = attention_einsum(q, k, v, attn_mask, is_causal)
         return self.proj(out.transpose(1, 2).reshape(B, T, d))
 
 
@@ -159,10 +170,29 @@ def test_multi_head_self_attention_mistakes_are_named():
         def __init__(self, d, h, bias=True):
             super().__init__(d, h, bias, project=False)
 
+    class TopLeft(MHSALoop):
+        def __init__(self, d, h, bias=True):
+            super().__init__(d, h, bias, top_left=True)
+
+    drifting = check("transformer.MultiHeadSelfAttention", TopLeft)
+    assert drifting.score == 4 * 6 / 7 and named(drifting, "key/value cache", "drifts from the uncached"), drifting
     split = check("transformer.MultiHeadSelfAttention", SplitSequence)
     assert not split.passed and named(split, "heads", "splits along the sequence"), split
     unprojected = check("transformer.MultiHeadSelfAttention", NoProjection)
     assert not unprojected.passed and named(unprojected, "without the output projection"), unprojected
+
+
+def test_the_cached_reference_equals_the_uncached_causal_output():
+    from autograder.catalog.transformer import mhsa_cache_probe, mhsa_probe
+    from minidl.transformer import MultiHeadSelfAttention
+
+    torch.manual_seed(0)
+    x, d = torch.randn(2, 7, 8, dtype=torch.float64), 8
+    weights = (torch.randn(3 * d, d), torch.randn(3 * d), torch.randn(d, d), torch.randn(d))
+    weights = tuple(w.double() for w in weights)
+    cached = mhsa_cache_probe(MultiHeadSelfAttention, x, weights, 2, prefix=3)
+    plain = mhsa_probe(MultiHeadSelfAttention, x, weights, 2, is_causal=True)["output"]
+    torch.testing.assert_close(torch.cat(next(iter(cached.values())), dim=1), plain)
 
 
 def test_multi_head_self_attention_forbids_nn_multihead_attention():

@@ -8,6 +8,8 @@ shown names the mistake. For example attention with a key size of 1 cannot tell 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -154,16 +156,20 @@ LN_FORBIDDEN = ("torch.nn.functional.layer_norm", "torch.nn.LayerNorm", "torch.l
 # -- MultiHeadSelfAttention ------------------------------------------------------------------------
 
 
+def attention_module(cls, d: int, num_heads: int, weights: tuple, dtype: torch.dtype) -> torch.nn.Module:
+    """cls(d, h) given these weights (as nn.MultiheadAttention's in_proj and out_proj); call in learner_code()."""
+    module = cls(d, num_heads).to(dtype)
+    with torch.no_grad():
+        for name, value in zip(("qkv.weight", "qkv.bias", "proj.weight", "proj.bias"), weights):
+            module.get_parameter(name).copy_(value)
+    return module
+
+
 def mhsa_probe(cls, x, weights, num_heads, attn_mask=None, is_causal=False) -> dict:
-    """Build cls(d, h), give its qkv and proj these weights (as nn.MultiheadAttention's in_proj and
-    out_proj), run it on x; the output and the gradients of x and of the four weights."""
-    d = x.shape[-1]
+    """Build cls(d, h) with these weights, run it on x; the output and the gradients of x and of the four weights."""
     x = x.detach().clone().requires_grad_(True)
     with learner_code():
-        module = cls(d, num_heads).to(x.dtype)
-        with torch.no_grad():
-            for name, value in zip(("qkv.weight", "qkv.bias", "proj.weight", "proj.bias"), weights):
-                module.get_parameter(name).copy_(value)
+        module = attention_module(cls, x.shape[-1], num_heads, weights, x.dtype)
         out = module(x, attn_mask=attn_mask, is_causal=is_causal)
     if type(out) is not torch.Tensor or not out.requires_grad:
         return {"output": out}
@@ -173,6 +179,19 @@ def mhsa_probe(cls, x, weights, num_heads, attn_mask=None, is_causal=False) -> d
     names = ("x", "qkv.weight", "qkv.bias", "proj.weight", "proj.bias")
     return {"output": out.detach(), **{f"gradient w.r.t. {n}": torch.zeros_like(t) if g is None else g
                                        for n, t, g in zip(names, [x, *params], grads)}}
+
+
+def mhsa_cache_probe(cls, x, weights, num_heads, prefix: int) -> dict:
+    """Generation's use of the module: x's first ``prefix`` positions, then one position at a time,
+    each call with is_causal=True and the same minidl LayerCache. Equal to the uncached causal
+    output when the new queries see the cached keys (query t is position S + t)."""
+    from minidl.transformer import LayerCache
+
+    chunks = [x[:, :prefix], *x[:, prefix:].split(1, dim=1)]
+    with learner_code(), torch.no_grad():
+        module, cache = attention_module(cls, x.shape[-1], num_heads, weights, x.dtype), LayerCache()
+        outs = [module(chunk, is_causal=True, cache=cache) for chunk in chunks]
+    return {"outputs through a key/value cache, call by call (must equal the uncached causal output)": outs}
 
 
 def mhsa_case(draw, B, T, d, h, dtype=None, **kwargs) -> Case:
@@ -199,6 +218,13 @@ def mhsa_masks(draw):
     allowed = torch.rand(4, 4, generator=draw.gen) < 0.6
     allowed |= torch.eye(4, dtype=torch.bool)
     yield mhsa_case(draw, 2, 4, 8, 4, attn_mask=allowed)
+
+
+def mhsa_cached(draw):
+    for B, T, d, h, prefix in [(2, 6, 8, 2, 3), (1, 5, 12, 4, 1)]:
+        case = mhsa_case(draw, B, T, d, h, prefix=prefix)
+        yield dataclasses.replace(case, note=f"{case.note}; {prefix} position{'s' if prefix > 1 else ''}, "
+                                             f"then {T - prefix} more one at a time, through a cache")
 
 # -- rope ------------------------------------------------------------------------------------------
 
@@ -380,7 +406,7 @@ LESSON = Lesson(
             id="transformer.MultiHeadSelfAttention",
             title="Multi-head self-attention",
             signature="nn.Module(d_model, num_heads, bias=True) with qkv: Linear(d, 3d), proj: Linear(d, d); "
-                      "forward(x[B, T, d], attn_mask=None, is_causal=False)",
+                      "forward(x[B, T, d], attn_mask=None, is_causal=False, cache=None)",
             builds="h heads by reshapes, equal to nn.MultiheadAttention given the same weights",
             points=4,
             forbidden=ATTENTION_FORBIDDEN,
@@ -396,10 +422,17 @@ LESSON = Lesson(
                            "straight as [B, h, T, d_h] splits along the sequence and mixes positions."),
                 Group("masks", 1, mhsa_masks,
                       hint="Pass attn_mask and is_causal on to the attention of every head (True takes part)."),
+                Group("key/value cache", 1, mhsa_cached, probe=mhsa_cache_probe,
+                      hint="With a cache, k, v = cache.extend(k, v) gives the S cached and T new keys and values. "
+                           "The T new queries are positions S..S+T-1: with is_causal, query t sees keys up to "
+                           "S + t, the last T rows of causal_mask(S + T). Passing is_causal=True on to attention "
+                           "of T queries and S + T keys aligns the mask top-left: the new token sees only the "
+                           "first keys, and a cached generation drifts from the uncached one."),
             ),
             hints={"raised": "The grader builds MultiHeadSelfAttention(d_model, num_heads), copies weights into "
                              "self.qkv (nn.Linear(d, 3d), rows q, k, v) and self.proj (nn.Linear(d, d)), then calls "
-                             "forward(x, attn_mask=..., is_causal=...).",
+                             "forward(x, attn_mask=..., is_causal=...), and forward(x, is_causal=True, cache=...) "
+                             "with a minidl.transformer.LayerCache.",
                    "type": "forward returns one tensor [B, T, d] connected to the autograd graph."},
         ),
         Exercise(
