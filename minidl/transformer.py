@@ -36,11 +36,14 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         raise ValueError("give attn_mask or is_causal=True, not both")
     if is_causal:
         attn_mask = causal_mask(max(L, S), q.device)[:L, :S]                          # key s <= query l
-    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5 if scale is None else scale)   # [..., L, S]
+    q = q * (q.shape[-1] ** -0.5 if scale is None else scale)      # scaling q [L, E] costs less than the scores [L, S]
+    scores = q @ k.transpose(-2, -1)                                                    # [..., L, S]
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     elif attn_mask is not None:
         scores = scores + attn_mask
+    if attn_mask is None or is_causal:                              # every query sees a key (the causal mask: key 0)
+        return torch.softmax(scores, dim=-1) @ v
     no_key = scores.amax(dim=-1, keepdim=True) == float("-inf")                        # [..., L, 1]
     weights = torch.softmax(scores.masked_fill(no_key, 0.0), dim=-1).masked_fill(no_key, 0.0)
     return weights @ v
@@ -94,11 +97,12 @@ def layer_norm(x: torch.Tensor, normalized_shape: int | tuple[int, ...], weight:
     """
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     dims = tuple(range(-len(shape), 0))
-    var, mu = torch.var_mean(x, dim=dims, correction=0, keepdim=True)    # correction=0: divided by n, not n - 1
-    y = (x - mu) * torch.rsqrt(var + eps)                                 # 1 / sqrt(sigma^2 + eps)
-    if weight is not None:
-        y = y * weight
-    return y if bias is None else y + bias
+    x_c = x - x.mean(dim=dims, keepdim=True)                              # x - mu
+    var = (x_c * x_c).mean(dim=dims, keepdim=True)                        # biased: divided by n, not n - 1
+    y = x_c * torch.rsqrt(var + eps)                                      # 1 / sqrt(sigma^2 + eps)
+    if weight is None:
+        return y if bias is None else y + bias
+    return y * weight if bias is None else torch.addcmul(bias, y, weight)  # bias + y * weight, in one pass
 
 
 def rms_norm(x: torch.Tensor, normalized_shape: int | tuple[int, ...], weight: torch.Tensor | None = None,
