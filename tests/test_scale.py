@@ -74,7 +74,7 @@ def run_scaler(scaler, stream, unscale_on=()):
             scaler.unscale_(opt)
         returned = scaler.step(opt)
         scaler.update()
-        record.append((float(scaled), [g for g in scaled_grads], [p.grad.clone() for p in params],
+        record.append((float(scaled.detach()), scaled_grads, [p.grad.clone() for p in params],
                        [p.detach().clone() for p in params], scaler.get_scale(), returned))
     return record
 
