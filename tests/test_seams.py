@@ -151,12 +151,11 @@ def test_the_score_is_a_number_to_nbgrader_and_a_report_to_a_reader():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("edition, verdict", [("lessons/01_tensors.ipynb", "VALIDATION FAILED")])  # instructor
-# editions: the browser test presses Validate on every one
-def test_nbgrader_validate_fails_the_student_edition_and_passes_the_instructor_edition(tool_env, edition, verdict):
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", "validate", str(ROOT / edition)], cwd=ROOT / "course",
-                          env=tool_env, capture_output=True, text=True, timeout=400)
-    assert verdict in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_nbgrader_validate_fails_the_student_edition(tool_env):
+    """(The instructor editions pass: tests/test_browser.py presses Validate on every one.)"""
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "validate", str(ROOT / "lessons/01_tensors.ipynb")],
+                          cwd=ROOT / "course", env=tool_env, capture_output=True, text=True, timeout=400)
+    assert "VALIDATION FAILED" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 # -- 5. grade refuses what is not a notebook file --------------------------------------------------------
