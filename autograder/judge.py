@@ -7,6 +7,7 @@ exercise's ``Threshold``, a metric against the answers the grader kept to itself
 from __future__ import annotations
 
 import inspect
+import math
 
 from .exercise import Case, Exercise
 from .plain import compare, describe, plain
@@ -58,9 +59,10 @@ def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: fl
         return Failure(case.group, "", mismatch.message, mismatch.symptom,
                        exercise.hint_for(case.group, mismatch.symptom), where=mismatch.details.get("where", "")
                        if isinstance(mismatch.details.get("where"), str) else "")
-    if limit and ratio is not None and ratio > limit:
-        message = (f"correct, but {ratio:.1f}x slower than the reference on this input "
-                   f"(allowed: {limit:g}x)" if ratio != float("inf") else "could not be timed")
+    if limit and ratio is not None and ratio > limit:  # NaN (not measured) is never > limit
+        message = (f"correct, but {ratio:.1f}x slower than the reference on this input (allowed: {limit:g}x)"
+                   if ratio != math.inf else
+                   f"correct, but the timing runs did not finish within the time {limit:g}x the reference's allows")
         return Failure(case.group, "", message, "slow", exercise.hint_for(case.group, "slow"))
     return None
 
@@ -129,6 +131,10 @@ def judge(exercise: Exercise, cases: list[Case], expected: list[dict], got: list
         failure.where = got[i].get("where") or failure.where
         shown.append(failure)
     status, note = "checked", "" if shown else "; ".join(measured)  # a trained model's measurement
+    unmeasured = sum(1 for r in ratios.values() if isinstance(r, float) and math.isnan(r))
+    if unmeasured:
+        note = "; ".join(filter(None, [note, f"speed not measured on {unmeasured} case(s): the reference ran too "
+                                             "fast for this machine's clock (no points lost)"]))
     if any(g.get("not_implemented") for g in got):
         status, note = "not_implemented", f"{exercise.name} is not implemented yet (it raises NotImplementedError)"
         score, shown = 0.0, []

@@ -140,7 +140,7 @@ class Limits:
 CASE_FACTOR = 200
 CASE_GRACE = 2.0
 EXERCISE_GRACE = 5.0
-SPEED_REPEATS = 11  # a speed case runs the learner's code this many more times (see runner.time_ratio)
+SPEED_REPEATS = 11  # a speed case may take this many times its limit more, to time both sides (runner.time_ratio)
 TRAINED_CASE_SECONDS = 30.0  # a trained model's case (no reference to time): one forward pass over held-out data
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
 import math
 import signal
 import threading
@@ -97,44 +98,78 @@ def run_case(exercise: Exercise, fn: Any, case: Case, seconds: float = CASE_SECO
     return result
 
 
-def time_ratio(exercise: Exercise, fn: Any, case: Case, seconds: float = CASE_SECONDS, repeats: int = 5) -> float:
-    """Best-of-``repeats`` time of the learner's code over the reference's, measured here and now.
+UNMEASURED = math.nan  # a speed case whose clock never advanced: no ratio, no points lost (see judge)
+MIN_ROUND = 0.02     # seconds one timing round must last to be read reliably on the clock
+MAX_CALLS = 10_000   # calls in one round at most, however fast the call
+ROUNDS = 5           # each side's time is the best of this many rounds
 
-    On the CPU both sides run on one thread and are timed in CPU time, not wall time, so the
-    ratio does not depend on what else the machine runs (other grading workers' threads once
-    slowed the reference 300-fold and not a learner's Python loop). On a GPU, wall time after a
-    synchronisation. Both run under a sandbox (the reference under an empty one) so that the
-    cost of the torch-function mode is the same on both sides.
+
+def time_ratio(exercise: Exercise, fn: Any, case: Case, seconds: float = CASE_SECONDS, rounds: int = ROUNDS) -> float:
+    """Seconds per call of the learner's code over the reference's, both measured here and now.
+
+    Each side is timed by ``per_call``: on the CPU on one thread in that thread's CPU time (not
+    wall time, which counts what else the machine runs; not process time, which the confined
+    worker's CPU limit makes advance only at the scheduler's tick), on a GPU in wall time
+    between synchronisations. Both run under a sandbox (the reference under an empty one) so the
+    torch-function mode costs the same on both sides. The result is ``inf`` when the learner's
+    code fails or runs out of the ``seconds`` both sides share, and ``UNMEASURED`` (NaN) when
+    the reference could not be timed.
     """
     reference = exercise.reference()
     on_cpu = not case.device.startswith(("cuda", "mps"))
-    clock = time.process_time if on_cpu else time.perf_counter
-
-    def best(f: Callable[..., Any], sandbox: Sandbox, repeats: int = repeats) -> float:
-        times = []
-        for _ in range(repeats):
-            args, kwargs = copy.deepcopy((case.args, case.kwargs))
-            sync(case.device)
-            start = clock()
-            with sandbox:
-                f(*args, **kwargs)
-            sync(case.device)
-            times.append(clock() - start)
-        return min(times)
-
+    clock = time.thread_time if on_cpu else time.perf_counter
+    deadline = time.monotonic() + seconds
     threads = torch.get_num_threads()
     try:
         if on_cpu:
             torch.set_num_threads(1)
-        with quiet(), time_limit(seconds):
-            best(reference, Sandbox(()), repeats=1)  # warm-up: a process's first calls can take 100x longer
-            t_ref = best(reference, Sandbox(()))
-            t_learner = best(fn, Sandbox(exercise.forbidden_names()))
-    except (CaseTimeout, Exception):
-        return math.inf
+        with quiet():
+            try:
+                with time_limit(seconds):
+                    per_call(reference, case, Sandbox(()), clock, rounds=1)  # warm-up: first calls can take 100x longer
+                    t_ref = per_call(reference, case, Sandbox(()), clock, rounds)
+            except (CaseTimeout, Exception):
+                return UNMEASURED
+            if t_ref <= 0.0:
+                return UNMEASURED
+            try:
+                with time_limit(max(deadline - time.monotonic(), 0.01)):
+                    t_learner = per_call(fn, case, Sandbox(exercise.forbidden_names()), clock, rounds)
+            except (CaseTimeout, Exception):
+                return math.inf
     finally:
         torch.set_num_threads(threads)
-    return t_learner / max(t_ref, 1e-9)
+    return t_learner / t_ref
+
+
+def per_call(f: Callable[..., Any], case: Case, sandbox: Sandbox, clock: Callable[[], float], rounds: int) -> float:
+    """Seconds per call of ``f`` on ``case``: the best of ``rounds`` rounds, each of as many calls
+    as make it last ``MIN_ROUND`` on ``clock`` (sized 1, 2, 5, 10, 20, ... as
+    ``timeit.Timer.autorange`` does). 0.0 when the clock did not move in ``MAX_CALLS`` calls or
+    in ten times ``MIN_ROUND`` of wall time."""
+    number = 1
+    for multiple in itertools.cycle((2, 2.5, 2)):  # 1, 2, 5, 10, 20, 50, ...
+        began = time.monotonic()
+        elapsed = timed_round(f, case, sandbox, clock, number)
+        if elapsed >= MIN_ROUND or number >= MAX_CALLS or time.monotonic() - began > 10 * MIN_ROUND:
+            break
+        number = int(number * multiple)
+    best = elapsed / number
+    for _ in range(rounds - 1):
+        best = min(best, timed_round(f, case, sandbox, clock, number) / number)
+    return best
+
+
+def timed_round(f: Callable[..., Any], case: Case, sandbox: Sandbox, clock: Callable[[], float], number: int) -> float:
+    """The time ``number`` calls of ``f`` take on fresh copies of the case's inputs (copied before the clock starts)."""
+    inputs = [copy.deepcopy((case.args, case.kwargs)) for _ in range(number)]
+    sync(case.device)
+    start = clock()
+    with sandbox:
+        for args, kwargs in inputs:
+            f(*args, **kwargs)
+    sync(case.device)
+    return clock() - start
 
 
 def sync(device: str) -> None:

@@ -6,13 +6,16 @@ Each test here failed before the rule it checks had one home:
 4. nbgrader's Validate said "Success" for an untouched student notebook;
 5. ``grade`` on a file that does not exist exited 0 with a table of zeros;
 6. an endless loop in one exercise cost the 300 s exercise limit;
-7. speed verdicts depended on what else the machine ran.
+7. speed verdicts depended on what else the machine ran;
+8. speed verdicts depended on where they were measured: the confined worker's CPU limit stops
+   the process clock between scheduler ticks, so a 2 ms reference read 0.0 s (issue 18).
 (3, the lesson worked out twice, is tested with the submission lookup in test_submission.py.)
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -267,3 +270,65 @@ def test_every_cell_limit_is_the_policys():
     lab = json.loads((ROOT / "autograder" / "lab_config" / "nbgrader_config.json").read_text())
     assert config.ExecutePreprocessor.timeout == lab["ExecutePreprocessor"]["timeout"] == policy.CELL_SECONDS
     assert policy.Limits().cell == policy.CELL_SECONDS
+
+
+# -- 8. speed verdicts do not depend on the grading path ---------------------------------------------------
+
+UNDER_CPU_LIMIT = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_CPU, (300, 300))  # as autograder/confine.py does for every worker
+from autograder import oracle, runner
+from autograder.catalog import EXERCISES
+from tests.test_catalog_broadcasting import dists_broadcast
+exercise = EXERCISES["broadcasting.pairwise_sq_dists"]
+cases = oracle.cases_and_expected([exercise.id])[exercise.id]["cases"]
+case = next(c for c in cases if exercise.group(c.group).speed and c.device == "cpu")
+start = time.process_time()
+sum(range(20000))
+print(time.process_time() - start, runner.time_ratio(exercise, dists_broadcast, case, 60))
+"""
+
+
+@pytest.mark.slow
+def test_speed_is_timed_on_a_clock_that_runs_under_the_workers_cpu_limit():
+    proc = subprocess.run([sys.executable, "-c", UNDER_CPU_LIMIT], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    process_clock, ratio = map(float, proc.stdout.split()[-2:])
+    limit = EXERCISES["broadcasting.pairwise_sq_dists"].group("speed").speed
+    # The process clock may read 0.0 here (it did: the bug); the ratio must not depend on it.
+    assert 1 < ratio < limit, (ratio, process_clock)  # the difference cube: 12-25x on a quiet machine, 80x loaded
+
+
+def test_a_clock_that_does_not_advance_leaves_the_case_unmeasured_not_failed(monkeypatch):
+    exercise = EXERCISES["broadcasting.pairwise_sq_dists"]
+    plan = attempt.prepare(exercise, oracle.cases_and_expected([exercise.id])[exercise.id])
+    monkeypatch.setattr(runner.time, "thread_time", lambda: 0.0)
+    got, ratios = attempt.run(exercise, dists_broadcast, plan.cases, plan.seconds)
+    speed = [i for i, c in enumerate(plan.cases) if exercise.group(c.group).speed]
+    assert speed and all(math.isnan(ratios[i]) for i in speed)
+    result = attempt.score(plan, got, ratios)
+    assert result.passed and result.score == exercise.points
+    assert f"speed not measured on {len(speed)} case(s)" in result.message and "no points lost" in str(result)
+
+
+def test_a_learner_who_runs_out_of_the_timing_budget_is_slow():
+    exercise = EXERCISES["broadcasting.pairwise_sq_dists"]
+    case = next(c for c in oracle.cases_and_expected([exercise.id])[exercise.id]["cases"]
+                if exercise.group(c.group).speed and c.device == "cpu")
+    assert runner.time_ratio(exercise, dists_double_loop, case, 1.0) == math.inf
+
+
+@pytest.mark.slow
+def test_grade_gives_the_difference_cube_full_marks_in_the_confined_worker(tmp_path, no_secret):
+    """The path a TA takes (issue 18: "correct, but 3906884x slower than the reference", 2.4/3, every time)."""
+    nb = nbformat.read(ROOT / "course" / "source" / "02_broadcasting" / "02_broadcasting.ipynb", as_version=4)
+    solution = next(c for c in nb.cells if (c.metadata.get("nbgrader") or {}).get("grade_id") == "pairwise_sq_dists")
+    solution.source = "def pairwise_sq_dists(x, y):\n    return ((x[:, None] - y[None]) ** 2).sum(-1)\n"
+    path, out = tmp_path / "02_broadcasting.ipynb", tmp_path / "report.json"
+    nbformat.write(nb, path)
+    proc = subprocess.run([sys.executable, "-m", "autograder", "grade", str(path), "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    dists = next(r for r in json.loads(out.read_text())["exercises"] if r["id"] == "broadcasting.pairwise_sq_dists")
+    assert dists["score"] == dists["max_score"] == 3, dists
