@@ -44,3 +44,57 @@ def test_a_batch_that_does_not_split_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(ddp_train.dist, "init_process_group", lambda *a, **k: None)
     with pytest.raises(SystemExit, match="does not split"):
         ddp_train.main(["--batch-size", "16", "--out", str(tmp_path / "x.pt")])
+
+
+# -- the device, back end and GPU each process picks from torchrun's environment ---------------------
+
+TORCHRUN_ENV = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+
+
+def fake_gpus(monkeypatch, count: int) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_launch_reads_torchruns_variables_and_defaults_to_one_process():
+    assert ddp_train.launch_from_env(TORCHRUN_ENV) == ddp_train.Launch(rank=3, world_size=4, local_rank=1,
+                                                                       local_world_size=2)
+    assert ddp_train.launch_from_env({}) == ddp_train.Launch(rank=0, world_size=1, local_rank=0, local_world_size=1)
+
+
+def test_one_process_per_gpu_on_nccl_and_gloo_on_the_cpu(monkeypatch):
+    launch = ddp_train.launch_from_env(TORCHRUN_ENV)
+    fake_gpus(monkeypatch, 2)
+    assert ddp_train.choose_device(launch) == torch.device("cuda", 1)         # LOCAL_RANK, not RANK
+    assert ddp_train.backend_for(ddp_train.choose_device(launch)) == "nccl"
+    assert ddp_train.choose_device(launch, "cpu") == torch.device("cpu")
+    fake_gpus(monkeypatch, 0)
+    assert ddp_train.choose_device(launch) == torch.device("cpu")
+    assert ddp_train.backend_for(ddp_train.choose_device(launch)) == "gloo"
+
+
+def test_more_processes_than_gpus_is_refused(monkeypatch):
+    fake_gpus(monkeypatch, 1)
+    with pytest.raises(SystemExit, match="one process per GPU: 2 processes on this machine but 1 GPU"):
+        ddp_train.choose_device(ddp_train.launch_from_env(TORCHRUN_ENV))
+    fake_gpus(monkeypatch, 0)
+    with pytest.raises(SystemExit, match="but 0 GPU"):
+        ddp_train.choose_device(ddp_train.Launch(), "cuda")
+
+
+def test_main_binds_its_gpu_then_forms_an_nccl_group(tmp_path, monkeypatch):
+    """On a (pretended) 2-GPU machine, process LOCAL_RANK=1 sets cuda:1 before init_process_group("nccl")
+    and trains on cuda:1; rank 3 writes nothing."""
+    calls = []
+    fake_gpus(monkeypatch, 2)
+    for name, value in TORCHRUN_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", torch.device(device))))
+    monkeypatch.setattr(ddp_train.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(ddp_train.dist, "destroy_process_group", lambda: calls.append(("destroy",)))
+    monkeypatch.setattr(ddp_train, "train", lambda *a, **k: calls.append(("train", a[2:4], k["device"])) or (None, []))
+    ddp_train.main(["--batch-size", "16", "--out", str(tmp_path / "x.pt")])
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", "nccl"),
+                     ("train", (3, 4), torch.device("cuda", 1)), ("destroy",)]
+    assert not (tmp_path / "x.pt").exists()
+
