@@ -51,13 +51,15 @@ class Launch:
     world_size: int = 1        # WORLD_SIZE: W
     local_rank: int = 0        # LOCAL_RANK: 0..L-1 on this machine, the GPU this process uses
     local_world_size: int = 1  # LOCAL_WORLD_SIZE: L, the processes on this machine
+    torchrun: bool = False     # started by torchrun: form a process group, even of one process
 
 
 def launch_from_env(environ: dict[str, str] | None = None) -> Launch:
     """The ``Launch`` torchrun describes in the environment variables; defaults for a plain ``python`` run."""
     env = os.environ if environ is None else environ
     return Launch(rank=int(env.get("RANK", 0)), world_size=int(env.get("WORLD_SIZE", 1)),
-                  local_rank=int(env.get("LOCAL_RANK", 0)), local_world_size=int(env.get("LOCAL_WORLD_SIZE", 1)))
+                  local_rank=int(env.get("LOCAL_RANK", 0)), local_world_size=int(env.get("LOCAL_WORLD_SIZE", 1)),
+                  torchrun="LOCAL_RANK" in env)
 
 
 def choose_device(launch: Launch, want: str = "auto") -> torch.device:
@@ -89,13 +91,15 @@ def train(steps: int, batch_size: int, rank: int, world_size: int, allreduce: st
           lr: float = 3e-3, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
           ) -> tuple[torch.nn.Module, list[float]]:
     """``steps`` AdamW steps on global batches of ``batch_size`` windows, this rank's
-    ``batch_size // world_size`` of them on ``device``; returns (model, mean loss over ranks per step)."""
+    ``batch_size // world_size`` of them on ``device``; returns (model, mean loss over ranks per step).
+    Inside a process group (torchrun) the gradients are averaged over its ranks; alone, nothing is."""
     device = torch.device(device)
     x, y, vocab_size = data()
     torch.manual_seed(seed)                                   # the same initial model on every rank
     model = GPT(GPTConfig(vocab_size=vocab_size, block_size=x.shape[1], n_layer=2, n_head=2, d_model=32,
                           dropout=0.0)).to(device, dtype)
-    ddp = world_size > 1 and allreduce == "ddp"
+    grouped = dist.is_initialized()
+    ddp = grouped and allreduce == "ddp"
     net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     dataset = TensorDataset(x, y)
@@ -112,20 +116,20 @@ def train(steps: int, batch_size: int, rank: int, world_size: int, allreduce: st
             optimizer.zero_grad()
             loss = F.cross_entropy(net(xb).flatten(0, 1), yb.flatten())
             loss.backward()                                   # DDP: the all-reduce overlaps with this
-            if world_size > 1 and allreduce == "minidl":
+            if grouped and allreduce == "minidl":
                 average_gradients(model)
             optimizer.step()
-            losses.append(mean_over_ranks(loss.detach(), world_size))
+            losses.append(mean_over_ranks(loss.detach(), world_size, grouped))
             if len(losses) == steps:
                 break
         epoch += 1
     return model, losses
 
 
-def mean_over_ranks(value: torch.Tensor, world_size: int) -> float:
+def mean_over_ranks(value: torch.Tensor, world_size: int, grouped: bool) -> float:
     """The mean of a 0-d tensor over the ranks (all-reduced on its own device: a GPU's under NCCL)."""
     total = value.clone()
-    if world_size > 1:
+    if grouped:
         dist.all_reduce(total)
     return (total / world_size).item()
 
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     device = choose_device(launch, args.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)                         # before the group: NCCL binds this process to its GPU
-    if launch.world_size > 1:
+    if launch.torchrun:
         dist.init_process_group(backend_for(device))          # reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT
     began = time.perf_counter()
     model, losses = train(args.steps, args.batch_size, launch.rank, launch.world_size, args.allreduce,
@@ -155,11 +159,11 @@ def main(argv: list[str] | None = None) -> None:
     if launch.rank == 0:
         state = {k: v.cpu() for k, v in model.state_dict().items()}
         torch.save({"state": state, "losses": losses, "world_size": launch.world_size, "seconds": seconds,
-                    "device": str(device), "backend": backend_for(device) if launch.world_size > 1 else None},
+                    "device": str(device), "backend": backend_for(device) if launch.torchrun else None},
                    args.out)
         print(f"rank 0 of {launch.world_size} on {device}: {args.steps} steps in {seconds:.1f} s, "
               f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    if launch.world_size > 1:
+    if launch.torchrun:
         dist.destroy_process_group()
 
 

@@ -39,6 +39,22 @@ def test_torchrun_on_two_processes_equals_one_process(tmp_path, allreduce):
     assert losses[-1] < losses[0] - 0.1                                    # it trained
 
 
+@pytest.mark.slow
+def test_torchrun_on_one_process_forms_a_gloo_group_of_one(tmp_path):
+    """torchrun with one process: the same script in a group of one (DDP on), the steps of a plain run."""
+    out = tmp_path / "one.pt"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--master_addr=127.0.0.1",
+               f"--master_port={free_port()}", "-m", "minidl.ddp_train", "--device", "cpu", "--float64",
+               "--steps", "3", "--out", str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = torch.load(out)
+    assert (one["device"], one["backend"], one["world_size"]) == ("cpu", "gloo", 1)
+    _, losses = ddp_train.train(steps=3, batch_size=16, rank=0, world_size=1, dtype=torch.float64)
+    assert one["losses"] == losses
+
+
 def test_a_batch_that_does_not_split_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setattr(ddp_train.dist, "init_process_group", lambda *a, **k: None)
@@ -58,8 +74,9 @@ def fake_gpus(monkeypatch, count: int) -> None:
 
 def test_launch_reads_torchruns_variables_and_defaults_to_one_process():
     assert ddp_train.launch_from_env(TORCHRUN_ENV) == ddp_train.Launch(rank=3, world_size=4, local_rank=1,
-                                                                       local_world_size=2)
-    assert ddp_train.launch_from_env({}) == ddp_train.Launch(rank=0, world_size=1, local_rank=0, local_world_size=1)
+                                                                       local_world_size=2, torchrun=True)
+    assert ddp_train.launch_from_env({}) == ddp_train.Launch(rank=0, world_size=1, local_rank=0, local_world_size=1,
+                                                             torchrun=False)
 
 
 def test_one_process_per_gpu_on_nccl_and_gloo_on_the_cpu(monkeypatch):
