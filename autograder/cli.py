@@ -1,4 +1,4 @@
-"""The command line: ``python -m autograder list | grade | batch | progress``."""
+"""The command line: ``python -m autograder list | grade | batch | insight | progress``."""
 
 from __future__ import annotations
 
@@ -89,6 +89,24 @@ def cmd_batch(args: argparse.Namespace) -> int:
         reports = batch.graded(subs, csv_path.with_suffix(""), bool(secret))
         written = outputs.write_gradebook(args.gradebook, reports, public_only_ok=args.public_only_ok)
         print(f"{written} scores written into the gradebook {args.gradebook}")
+    if args.insight:
+        write_insight(csv_path, pathlib.Path(args.insight), names=False)
+    return 0
+
+
+def write_insight(csv_path: pathlib.Path, out: pathlib.Path, names: bool) -> None:
+    from . import insight
+
+    pages = insight.write(csv_path, out, show_names=names)
+    print(f"the class at a glance: {pages[0]} (and {len(pages) - 1} lesson pages)")
+
+
+def cmd_insight(args: argparse.Namespace) -> int:
+    csv_path = pathlib.Path(args.csv)
+    if not csv_path.is_file():
+        print(f"error: {csv_path} is not a file; give the CSV that `batch --out` wrote", file=sys.stderr)
+        return 2
+    write_insight(csv_path, pathlib.Path(args.out), names=args.names)
     return 0
 
 
@@ -149,8 +167,22 @@ def main(argv: list[str] | None = None) -> int:
                                                       "postgresql+psycopg://user@host/minidl")
     p.add_argument("--public-only-ok", action="store_true", help="let --gradebook write scores graded without "
                                                                  "the secret (public cases only)")
+    p.add_argument("--insight", metavar="DIR", help="at the end, also write the class at a glance into DIR "
+                                                    "(as the insight command does)")
     add_limits(p)
     p.set_defaults(run=cmd_batch)
+    p = sub.add_parser("insight", help="what a graded class got right and wrong: static HTML pages from what "
+                                       "batch wrote",
+                       description="From the CSV that batch wrote (and the graded reports stored next to it), "
+                                   "write index.html and one page per lesson into --out: shares of full, partial "
+                                   "and zero scores, the most common first failures with the hints learners saw, "
+                                   "what was left unattempted, grader problems with the students they hit, and "
+                                   "the students whose scores fall. The pages need no server.")
+    p.add_argument("csv", nargs="?", default="grades.csv", help="the CSV batch wrote (default grades.csv)")
+    p.add_argument("--out", default="insight", help="the folder for the pages (default insight/)")
+    p.add_argument("--names", action="store_true", help="show students' names (default: the opaque ids of the "
+                                                        "per-student CSV's id column)")
+    p.set_defaults(run=cmd_insight)
     p = sub.add_parser("progress", help="your progress across the course: grade every lesson notebook in a folder")
     p.add_argument("folder", nargs="?", default="lessons")
     p.add_argument("--refresh", action="store_true", help="grade again even notebooks that have not changed")

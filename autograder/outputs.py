@@ -8,6 +8,8 @@ A report here is ``Report.to_dict()`` plus ``student`` (and ``digest`` once stor
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import html
 import io
 import json
@@ -18,7 +20,16 @@ from .store import write_atomic
 
 FIELDS = ["student", "lesson", "exercise", "score", "max_score", "passed", "status", "message", "problems",
           "notes", "hidden_cases", "notebook"]
-STUDENT_FIELDS = ["student", "score", "max_score", "lessons", "hidden_cases", "notes"]
+STUDENT_FIELDS = ["student", "score", "max_score", "lessons", "hidden_cases", "notes", "id"]
+
+
+def student_id(student: str) -> str:
+    """The opaque id that stands for ``student`` on the class's insight pages: the same on every
+    run with the same secret, and not computable from a name without it."""
+    from .policy import secret
+
+    key = (secret().value or "minidl-public").encode()
+    return "s" + hmac.new(key, student.encode(), hashlib.sha256).hexdigest()[:8]
 
 
 def message(e: dict) -> str:
@@ -53,7 +64,8 @@ def student_rows(graded: list[tuple[object, dict]]) -> list[dict]:
     students: dict[str, dict] = {}
     for sub, report in graded:
         row = students.setdefault(sub.student, {"student": sub.student, "score": 0.0, "max_score": 0.0,
-                                                "lessons": [], "hidden_cases": True, "notes": []})
+                                                "lessons": [], "hidden_cases": True, "notes": [],
+                                                "id": student_id(sub.student)})
         row["score"] = round(row["score"] + report["score"], 4)
         row["max_score"] += report["max_score"]
         row["lessons"].append(f"{report.get('lesson') or sub.key} {report['score']:g}/{report['max_score']:g}")

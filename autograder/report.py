@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from dataclasses import dataclass, field
 
@@ -83,10 +84,12 @@ class Result:
         return f"[{f.group}] {f.message}"
 
     def to_dict(self) -> dict:
+        """The result as JSON; ``failure`` is the first failing public case the learner saw (or None)."""
         return {
             "id": self.exercise, "score": float(self.points), "max_score": self.max_score,
             "passed": self.passed, "message": self.message, "status": self.status,
             "cases": self.cases, "passed_cases": self.passed_cases,
+            "failure": dataclasses.asdict(self.failures[0]) if self.failures else None,
         }
 
     # -- rendering -------------------------------------------------------------------------
