@@ -7,10 +7,10 @@ the tests) reads the exercises from here.
 from __future__ import annotations
 
 from ..exercise import Exercise, Lesson
-from . import autograd, broadcasting, cnn, rnn, scale, tensors, training, transformer
+from . import autograd, broadcasting, cnn, lm, rnn, scale, tensors, training, transformer
 
 LESSONS: dict[str, Lesson] = {
-    m.LESSON.key: m.LESSON for m in (tensors, broadcasting, autograd, training, cnn, rnn, transformer, scale)
+    m.LESSON.key: m.LESSON for m in (tensors, broadcasting, autograd, training, cnn, rnn, transformer, scale, lm)
 }
 EXERCISES: dict[str, Exercise] = {e.id: e for lesson in LESSONS.values() for e in lesson.exercises}
 
