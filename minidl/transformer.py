@@ -29,7 +29,9 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
     Attention(q, k, v) = softmax(q k^T / sqrt(E) + M) v, where M is 0 where a query may look and
     -inf where it may not. ``is_causal`` allows key s for query l when s <= l. A query that may
-    look at no key at all gets zeros (softmax of a row of -inf would be 0/0), as PyTorch does.
+    look at no key at all gets zeros (softmax of a row of -inf would be 0/0), as
+    F.scaled_dot_product_attention gives; nn.MultiheadAttention gives NaN there with its default
+    need_weights=True and in its fast inference path.
     """
     L, S = q.shape[-2], k.shape[-2]
     if is_causal and attn_mask is not None:
@@ -161,8 +163,9 @@ class LayerCache:
 
 class KVCache:
     """A key/value cache for a model of ``n_layer`` layers. With it, generating one more token
-    costs attention of ONE new query against the S cached keys, instead of recomputing all S
-    positions in every layer: the keys and values of old positions never change (causal mask)."""
+    costs attention of ONE new query against S + 1 keys (the S cached and its own, appended in the
+    same step), instead of recomputing all S + 1 positions in every layer: the keys and values of
+    old positions never change (causal mask)."""
 
     def __init__(self, n_layer: int):
         self.layers = [LayerCache() for _ in range(n_layer)]
@@ -327,6 +330,9 @@ class GPT(nn.Module):
         ``use_cache``: feed only the newest token, its keys and values appended to a KVCache. When the
         context would outgrow block_size the window slides, every position moves, and the cache is
         refilled from the last block_size tokens (as the uncached model sees them): the same tokens.
+        Once the window is full that happens at EVERY step: each later step is a full forward pass of
+        block_size tokens, and the cache saves nothing. (Sliding the cache instead would not give the
+        same tokens: with learned positions, a moved window changes every cached key and value.)
         """
         block, cache = self.config.block_size, None
         for _ in range(new_tokens):

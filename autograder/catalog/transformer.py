@@ -330,7 +330,7 @@ LESSON = Lesson(
                            "lower-triangular mask, diagonal included."),
                 Group("no key", 1, attention_no_key,
                       hint="A query whose mask is all False has no key to look at: its row of scores is all -inf "
-                           "and softmax gives NaN; return 0 for that query, as PyTorch does."),
+                           "and softmax gives NaN; return 0 for that query, as F.scaled_dot_product_attention does."),
                 Group("batch dims", 1, attention_batch,
                       hint="Work on the last two axes only (k.transpose(-2, -1), softmax over dim=-1), whatever "
                            "the leading batch and head dimensions."),
@@ -447,7 +447,8 @@ LESSON = Lesson(
                            "x[2i+1] cos (a counter-clockwise rotation)."),
                 Group("pairs", 2, rope_pairs,
                       hint="Pairs are neighbours (2i, 2i+1), x[..., 0::2] and x[..., 1::2] (not the two halves of "
-                           "the features), and pair i turns at theta_i = base^(-2i/d)."),
+                           "the features, i with i + d/2, as Hugging Face and GPT-NeoX pair them), and pair i "
+                           "turns at theta_i = base^(-2i/d)."),
                 Group("positions and base", 1, rope_positions,
                       hint="The angle is positions[t] * theta_i; positions default to 0..T-1; base replaces 10000."),
                 Group("gradients", 1, rope_grads, probe=with_grad,
