@@ -10,7 +10,7 @@ LAB_ROOT ?= lessons
 # Jupyter refuses to run as root (containers, some cloud machines) unless told it may.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test lessons notebooks bench clean
+.PHONY: setup lab test lessons notebooks bench gpu-check clean
 
 # The virtual environment, (re)installed when pyproject.toml or constraints.txt change.
 # PYTHONWARNINGS hides the notice setuptools prints on every editable install ("be careful with
@@ -43,6 +43,15 @@ lessons: setup
 ## bench: reference / built-in speed ratios and notebook run times, measured in one run
 bench: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
+
+## gpu-check: the CUDA tests (tests/test_gpu_*.py) on a GPU machine's own PyTorch and pytest, no venv:
+## minidl's references on cuda against the CPU and the built-ins, grading and timing of CUDA cases,
+## float16 autocast with the loss scalers, checkpoint resume with the CUDA RNG, torchrun on NCCL, and
+## lessons 01-08's minidl calls on cuda. Fails at once where no GPU is visible.
+GPU_PYTHON ?= python3
+gpu-check:
+	@$(GPU_PYTHON) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu-check: $(GPU_PYTHON) sees no CUDA GPU (torch ' + torch.__version__ + ')')"
+	PYTHONPATH=. $(GPU_PYTHON) -m pytest -m cuda -v tests/test_gpu_*.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build
