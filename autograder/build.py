@@ -24,12 +24,21 @@ import tomllib
 
 import nbformat
 
+from . import course
 from .catalog import EXERCISES, LESSONS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+REPO = ROOT  # the course repository built: this one, or an instructor's own (--root)
 SOURCE = ROOT / "course" / "source"
 LESSONS_DIR = ROOT / "lessons"
 README = ROOT / "README.md"
+
+
+def use_root(root: pathlib.Path) -> None:
+    """Build the course repository at ``root`` (its README.md, course/ and lessons/) instead of this one."""
+    global REPO, SOURCE, LESSONS_DIR, README
+    REPO = root.resolve()
+    SOURCE, LESSONS_DIR, README = REPO / "course" / "source", REPO / "lessons", REPO / "README.md"
 CATALOGUE_BEGIN = "<!-- catalogue: written by `make notebooks` from autograder/catalog; edit the declarations, not this -->"
 CATALOGUE_END = "<!-- end of catalogue -->"
 
@@ -188,7 +197,7 @@ def stamp_all(check_only: bool = False) -> list[str]:
     text = README.read_text()
     new = stamp_readme(text)
     if new != text:
-        stale.append(str(README.relative_to(ROOT)))
+        stale.append(str(README.relative_to(REPO)))
         if not check_only:
             README.write_text(new)
     for key, path in source_notebooks():
@@ -198,7 +207,7 @@ def stamp_all(check_only: bool = False) -> list[str]:
         new = dumps(stamp(nb, key))
         nbformat.validate(nbformat.reads(new, as_version=4))
         if new != text:
-            stale.append(str(path.relative_to(ROOT)))
+            stale.append(str(path.relative_to(REPO)))
             if not check_only:
                 path.write_text(new)
     return stale
@@ -218,7 +227,7 @@ def generate_lessons(out: pathlib.Path = LESSONS_DIR) -> list[pathlib.Path]:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         course = pathlib.Path(tmp, "course")
-        shutil.copytree(ROOT / "course", course, ignore=shutil.ignore_patterns("release", "submitted", "autograded",
+        shutil.copytree(SOURCE.parent, course, ignore=shutil.ignore_patterns("release", "submitted", "autograded",
                                                                                  "feedback", "*.db", ".ipynb_checkpoints"))
         for key, _ in source_notebooks():
             subprocess.run(
@@ -237,15 +246,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder.build", description=__doc__.split("\n\n")[0])
     parser.add_argument("what", nargs="?", choices=["stamp", "lessons"], default="stamp")
     parser.add_argument("--check", action="store_true", help="only report notebooks that are not up to date")
+    parser.add_argument("--root", type=pathlib.Path, help="the course repository to build (default: this one)")
     args = parser.parse_args(argv)
+    if args.root:
+        use_root(args.root)
+    mistakes = course.problems(course.OWN, SOURCE)  # an instructor's own declarations, checked first
+    for mistake in mistakes:
+        print(f"declaration error: {mistake}", file=sys.stderr)
+    if mistakes:
+        return 1
     stale = stamp_all(check_only=args.check)
     for path in stale:
         print(f"{'stale' if args.check else 'stamped'}: {path}")
     if args.check:
         return 1 if stale else 0
     if args.what == "lessons":
-        for path in generate_lessons():
-            print(f"student edition: {path.relative_to(ROOT)}")
+        for path in generate_lessons(LESSONS_DIR):
+            print(f"student edition: {path.relative_to(REPO)}")
     return 0
 
 

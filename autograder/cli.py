@@ -1,4 +1,4 @@
-"""The command line: ``python -m autograder list | grade | batch | insight | progress``."""
+"""The command line: ``python -m autograder list | grade | batch | insight | new | progress``."""
 
 from __future__ import annotations
 
@@ -110,6 +110,22 @@ def cmd_insight(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    from .scaffold import ScaffoldError, new
+
+    course = pathlib.Path(args.course) if args.course else policy.course_folders()[0]
+    try:
+        written = new(args.exercise, course)
+    except ScaffoldError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    declaration, _, notebook = written
+    print("\n".join(f"wrote {p}" for p in written))
+    print(f"Next: write the reference and the cases in {declaration}, the solution in {notebook} (its student "
+          "edition gets a stub), then `make notebooks`: it checks the declaration and stamps the test cell.")
+    return 0
+
+
 def cmd_progress(args: argparse.Namespace) -> int:
     from .progress import progress
 
@@ -183,6 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--names", action="store_true", help="show students' names (default: the opaque ids of the "
                                                         "per-student CSV's id column)")
     p.set_defaults(run=cmd_insight)
+    p = sub.add_parser("new", help="scaffold an exercise of your own: its declaration, registration and notebook "
+                                   "cells",
+                       description="Write the declaration of a new exercise (exercises/MODULE.py in the course "
+                                   "folder), register it in the course's minidl.toml, and add its cells (text, "
+                                   "solution, check and nbgrader test cell) to its lesson's notebook in source/.")
+    p.add_argument("exercise", help="the exercise's id, module.name (e.g. extra.gelu); the learner writes name")
+    p.add_argument("--course", help="the course folder (default: the nearest one holding nbgrader_config.py)")
+    p.set_defaults(run=cmd_new)
     p = sub.add_parser("progress", help="your progress across the course: grade every lesson notebook in a folder")
     p.add_argument("folder", nargs="?", default="lessons")
     p.add_argument("--refresh", action="store_true", help="grade again even notebooks that have not changed")

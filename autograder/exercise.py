@@ -116,7 +116,8 @@ class Threshold:
 
 @dataclass(frozen=True)
 class Exercise:
-    """One graded exercise. ``id`` is ``module.name``: the reference is minidl.<module>.<name>."""
+    """One graded exercise. ``id`` is ``module.name``: the reference is minidl.<module>.<name>, or
+    ``reference_at`` for an exercise an instructor declared in their own course (see course.py)."""
 
     id: str
     title: str
@@ -130,6 +131,7 @@ class Exercise:
     builds: str = ""  # what the learner builds, in a few words, for the README's catalogue
     cpu_only: bool = False
     threshold: Threshold | None = None  # set for a trained model: scored by a metric, not a reference
+    reference_at: str = ""  # "module.name" of a reference outside minidl (an instructor's own exercise)
 
     @property
     def module(self) -> str:
@@ -141,13 +143,13 @@ class Exercise:
 
     @property
     def reference_path(self) -> str:
-        return f"minidl.{self.id}"
+        return self.reference_at or f"minidl.{self.id}"
 
     def reference(self) -> Callable[..., Any]:
         import importlib
 
-        module = importlib.import_module(f"minidl.{self.module}")
-        return getattr(module, self.name)
+        module, _, name = self.reference_path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
         return self.tolerances.get(dtype) or DEFAULT_TOLERANCES.get(dtype, (0.0, 0.0))
