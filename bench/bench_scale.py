@@ -74,7 +74,7 @@ def ddp_rows(steps: int = 10) -> list[tuple[str, float]]:
         port = s.getsockname()[1]
         s.close()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-        common = ["-m", "minidl.ddp_train", "--steps", str(steps), "--batch-size", "32"]
+        common = ["-m", "minidl.ddp_train", "--device", "cpu", "--steps", str(steps), "--batch-size", "32"]
         subprocess.run([sys.executable, *common, "--out", f"{tmp}/one.pt"], env=env, check=True, capture_output=True)
         subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
                         f"--master_port={port}", *common, "--out", f"{tmp}/two.pt"], env=env, check=True,

@@ -26,7 +26,7 @@ def test_torchrun_on_two_processes_equals_one_process(tmp_path, allreduce):
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={free_port()}", "-m", "minidl.ddp_train", "--float64", "--steps", "4",
+               f"--master_port={free_port()}", "-m", "minidl.ddp_train", "--device", "cpu", "--float64", "--steps", "4",
                "--allreduce", allreduce, "--out", str(out)]
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]

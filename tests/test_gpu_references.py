@@ -175,7 +175,8 @@ labels = lambda: torch.tensor([0, 3, 1, 4, 2], device="cuda")  # noqa: E731
 
 BUILT_INS: dict[str, Callable[[], tuple]] = {
     "tensors.one_hot": lambda: (tensors.one_hot(labels(), 5), F.one_hot(labels(), 5).float()),
-    "tensors.patchify": lambda: (tensors.patchify(r(2, 3, 8, 8), 4), F.unfold(r(2, 3, 8, 8), 4, stride=4).transpose(1, 2)),
+    "tensors.patchify": lambda: (tensors.patchify(r(2, 3, 8, 8), 4),
+                                 F.unfold(r(2, 3, 8, 8), 4, stride=4).transpose(1, 2)),
     "tensors.to_device": lambda: (tensors.to_device({"a": [torch.ones(2)], "b": 3}, "cuda")["a"],
                                   [torch.ones(2, device="cuda")]),
     "broadcasting.sum_to_shape": lambda: (broadcasting.sum_to_shape(r(4, 3, 5), (3, 1)), r(4, 3, 5).sum_to_size(3, 1)),
