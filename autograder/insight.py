@@ -38,6 +38,7 @@ from .store import write_atomic
 
 FALL = 20.0  # percentage points: a student whose lesson score falls by more is listed
 COMMON = 5   # first failures shown per exercise
+UNKNOWN = "unknown lesson"  # where the submissions go whose lesson the grader could not tell
 SYMPTOMS = {
     "values": "wrong values", "shape": "wrong shape", "dtype": "wrong dtype", "device": "wrong device",
     "nonfinite": "NaN or inf", "type": "wrong type", "raised": "raised an exception",
@@ -106,7 +107,8 @@ def load_rows(csv_path: pathlib.Path) -> list[Row]:
             report, stored = {}, None  # not stored, or stored before this run's grade (a failed regrade)
         failure = stored.get("failure") if stored else None
         problems = report["problems"] if "problems" in report else [p for p in r["problems"].split("; ") if p]
-        rows.append(Row(r["student"], r["lesson"], r["exercise"], float(r["score"] or 0), float(r["max_score"] or 0),
+        lesson = r["lesson"] if r["lesson"] in LESSONS else UNKNOWN  # not a learner's file name, which may name them
+        rows.append(Row(r["student"], lesson, r["exercise"], float(r["score"] or 0), float(r["max_score"] or 0),
                         r["status"], r["message"], problems, failure))
     return rows
 
@@ -560,7 +562,7 @@ def index_page(lessons: Sequence[str], rows: Sequence[Row], names: Names) -> str
         q1, med, q3 = quartiles(sorted(percent[k].values()))
         graded = [r for r in by_lesson[k] if r.exercise]
         problems = grader_problems(by_lesson[k])
-        body.append([Cell(f"<a href='{html.escape(k)}.html'>{breakable(k)}</a>"), number(len(percent[k])),
+        body.append([Cell(f"<a href='{page_name(k)}'>{breakable(k)}</a>"), number(len(percent[k])),
                      number(round(med, 1), f"{med:.0f}%"), number(round(q3 - q1, 1), f"{q3 - q1:.0f}"),
                      percent_cell(shares(graded)["full"]), number(sum(unattempted(graded).values())),
                      number(len({p.student for p in problems}))])
@@ -579,7 +581,7 @@ def index_page(lessons: Sequence[str], rows: Sequence[Row], names: Names) -> str
              "<h2>Where the class drops</h2>",
              image(full_share_bars([e for _, e in exercises], full), "share of full marks per exercise"),
              table(["exercise", "lesson", "full marks", "median"],
-                   sorted(([Cell(f"<a href='{html.escape(k)}.html#{html.escape(e)}'>{breakable(e)}</a>"), text(k),
+                   sorted(([Cell(f"<a href='{page_name(k)}#{html.escape(e)}'>{breakable(e)}</a>"), text(k),
                             percent_cell(f), number(quartiles(sorted(r.score for r in by_lesson[k]
                                                                      if r.exercise == e))[1])]
                            for (k, e), f in zip(exercises, full)), key=lambda row: row[2].sort),
@@ -601,6 +603,11 @@ def falls_table(falls: Sequence[Fall], names: Names) -> str:
 
 # -- the command -----------------------------------------------------------------------------------
 
+def page_name(lesson: str) -> str:
+    """The file of a lesson's page: its key (the submissions of no known lesson share one page)."""
+    return f"{lesson}.html" if lesson in LESSONS else "unknown-lesson.html"
+
+
 def write(csv_path: pathlib.Path, out: pathlib.Path, show_names: bool = False) -> list[pathlib.Path]:
     """Write ``index.html`` and one page per lesson into ``out``; returns their paths."""
     rows = load_rows(csv_path)
@@ -610,7 +617,7 @@ def write(csv_path: pathlib.Path, out: pathlib.Path, show_names: bool = False) -
     written = [out / "index.html"]
     write_atomic(written[0], index_page(lessons, rows, names))
     for k in lessons:
-        path = out / f"{k}.html"
+        path = out / page_name(k)
         write_atomic(path, lesson_page(k, [r for r in rows if r.lesson == k], names))
         written.append(path)
     return written

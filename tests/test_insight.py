@@ -348,3 +348,16 @@ def test_insight_on_a_thousand_stored_results_takes_seconds(tmp_path, monkeypatc
     assert [p.name for p in written] == ["index.html", "01_tensors.html", "02_broadcasting.html"]
     assert seconds < 15, seconds
     print(f"insight on 1,000 stored results: {seconds:.2f} s")
+
+
+def test_a_notebook_of_no_known_lesson_has_its_page_without_the_name_of_its_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(grading, "expected_values", lambda key, hidden: ({}, {}))
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "jdoe_homework.ipynb").write_text(nbformat.writes(build(lesson=None)))
+    batch.run(folder, tmp_path / "grades.csv", hidden=True, progress=False, grader=lambda *a: iter([]))
+    written = insight.write(tmp_path / "grades.csv", tmp_path / "insight")
+    assert [p.name for p in written] == ["index.html", "unknown-lesson.html"]
+    problems = next(t for t in tables(written[1]) if "problems" in t["class"])["rows"]
+    assert len(problems) == 1 and "could not tell which lesson" in problems[0][3]
+    assert not any("jdoe" in p.read_text() for p in written)
