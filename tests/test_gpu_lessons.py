@@ -71,11 +71,11 @@ def test_lesson_04_training_loop_with_amp_and_checkpoint(tmp_path):
     train_loader, test_loader = data.loaders(data.load_digits(), 64, pin_memory=True)
     model = mlp().to(CUDA)
     opt = optim.Adam(model.parameters(), lr=3e-3)
-    history = train.fit(model, train_loader, opt, losses.cross_entropy, 3, CUDA, val_loader=test_loader, amp=True,
+    history = train.fit(model, train_loader, opt, losses.cross_entropy, 5, CUDA, val_loader=test_loader, amp=True,
                         checkpoint=tmp_path / "fit.pt", progress=False)
     assert history["val_acc"][-1] > 0.9 and history["train_loss"][-1] < history["train_loss"][0]
     resumed = mlp().to(CUDA)
-    again = train.fit(resumed, train_loader, optim.Adam(resumed.parameters(), lr=3e-3), losses.cross_entropy, 3,
+    again = train.fit(resumed, train_loader, optim.Adam(resumed.parameters(), lr=3e-3), losses.cross_entropy, 5,
                       CUDA, val_loader=test_loader, amp=True, checkpoint=tmp_path / "fit.pt", progress=False)
     assert again["val_acc"] == history["val_acc"]                          # nothing left to train: restored
     preds, labels = train.predict(model, test_loader, CUDA)

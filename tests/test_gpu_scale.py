@@ -121,8 +121,8 @@ def test_torchrun_one_process_per_gpu_on_nccl(tmp_path, allreduce):
     steps of the same training in this process on the GPU (and, to rounding, on the CPU)."""
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-addr", "127.0.0.1",
-               "--master-port", str(free_port()), "-m", "minidl.ddp_train", "--float64", "--steps", "4",
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1", "--master_addr=127.0.0.1",
+               f"--master_port={free_port()}", "-m", "minidl.ddp_train", "--float64", "--steps", "4",
                "--allreduce", allreduce, "--out", str(out)]
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -130,5 +130,6 @@ def test_torchrun_one_process_per_gpu_on_nccl(tmp_path, allreduce):
     assert (ddp["device"], ddp["backend"], ddp["world_size"]) == ("cuda:0", "nccl", 1)
     _, on_gpu = ddp_train.train(steps=4, batch_size=16, rank=0, world_size=1, dtype=torch.float64, device="cuda")
     _, on_cpu = ddp_train.train(steps=4, batch_size=16, rank=0, world_size=1, dtype=torch.float64)
-    torch.testing.assert_close(torch.tensor(ddp["losses"]), torch.tensor(on_gpu), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(torch.tensor(ddp["losses"]), torch.tensor(on_cpu), rtol=1e-8, atol=1e-10)
+    losses = torch.tensor(ddp["losses"], dtype=torch.float64)
+    torch.testing.assert_close(losses, torch.tensor(on_gpu, dtype=torch.float64), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(losses, torch.tensor(on_cpu, dtype=torch.float64), rtol=1e-8, atol=1e-10)
