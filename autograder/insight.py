@@ -95,21 +95,28 @@ def stored_reports(store: pathlib.Path) -> dict[tuple[str, str], dict]:
     return found
 
 
+def stored_result(report: dict, row: dict) -> dict | None:
+    """The stored result of a CSV row's exercise, if the store holds the grade the CSV has (not one
+    from before a regrade that failed in this run)."""
+    stored = next((e for e in report.get("exercises", []) if e["id"] == row["exercise"]), None)
+    if stored is None or stored["status"] != row["status"] or f"{stored['score']}" != row["score"]:
+        return None
+    return stored
+
+
 def load_rows(csv_path: pathlib.Path) -> list[Row]:
     """Every row of the CSV, with the first failure and the list of problems its stored report has
-    (the CSV joins a submission's problems into one text)."""
+    (the CSV joins a submission's problems into one text). A row of no known lesson goes under
+    ``UNKNOWN``, not under the learner's file name, which may name them."""
     reports = stored_reports(csv_path.with_suffix(""))
     rows = []
     for r in read_csv(csv_path):
         report = reports.get((r["student"], r["lesson"]), {})
-        stored = next((e for e in report.get("exercises", []) if e["id"] == r["exercise"]), None)
-        if stored is None or stored["status"] != r["status"] or f"{stored['score']}" != r["score"]:
-            report, stored = {}, None  # not stored, or stored before this run's grade (a failed regrade)
-        failure = stored.get("failure") if stored else None
-        problems = report["problems"] if "problems" in report else [p for p in r["problems"].split("; ") if p]
-        lesson = r["lesson"] if r["lesson"] in LESSONS else UNKNOWN  # not a learner's file name, which may name them
-        rows.append(Row(r["student"], lesson, r["exercise"], float(r["score"] or 0), float(r["max_score"] or 0),
-                        r["status"], r["message"], problems, failure))
+        stored = stored_result(report, r)
+        problems = report["problems"] if stored else [p for p in r["problems"].split("; ") if p]
+        rows.append(Row(r["student"], r["lesson"] if r["lesson"] in LESSONS else UNKNOWN, r["exercise"],
+                        float(r["score"] or 0), float(r["max_score"] or 0), r["status"], r["message"], problems,
+                        stored.get("failure") if stored else None))
     return rows
 
 
