@@ -94,6 +94,8 @@ def train(steps: int, batch_size: int, rank: int, world_size: int, allreduce: st
     ``batch_size // world_size`` of them on ``device``; returns (model, mean loss over ranks per step).
     Inside a process group (torchrun) the gradients are averaged over its ranks; alone, nothing is."""
     device = torch.device(device)
+    if device.type == "cuda" and device.index is None:       # "cuda": the current GPU, by its number
+        device = torch.device("cuda", torch.cuda.current_device())
     x, y, vocab_size = data()
     torch.manual_seed(seed)                                   # the same initial model on every rank
     model = GPT(GPTConfig(vocab_size=vocab_size, block_size=x.shape[1], n_layer=2, n_head=2, d_model=32,
@@ -119,19 +121,21 @@ def train(steps: int, batch_size: int, rank: int, world_size: int, allreduce: st
             if grouped and allreduce == "minidl":
                 average_gradients(model)
             optimizer.step()
-            losses.append(mean_over_ranks(loss.detach(), world_size, grouped))
+            losses.append(mean_over_ranks(loss.detach(), grouped))
             if len(losses) == steps:
                 break
         epoch += 1
     return model, losses
 
 
-def mean_over_ranks(value: torch.Tensor, world_size: int, grouped: bool) -> float:
-    """The mean of a 0-d tensor over the ranks (all-reduced on its own device: a GPU's under NCCL)."""
+def mean_over_ranks(value: torch.Tensor, grouped: bool) -> float:
+    """The mean of a 0-d tensor over the group's ranks (all-reduced on its own device: a GPU's under
+    NCCL); the value itself outside a group."""
+    if not grouped:
+        return value.item()
     total = value.clone()
-    if grouped:
-        dist.all_reduce(total)
-    return (total / world_size).item()
+    dist.all_reduce(total)
+    return (total / dist.get_world_size()).item()
 
 
 def main(argv: list[str] | None = None) -> None:
