@@ -361,3 +361,21 @@ def test_a_notebook_of_no_known_lesson_has_its_page_without_the_name_of_its_file
     problems = next(t for t in tables(written[1]) if "problems" in t["class"])["rows"]
     assert len(problems) == 1 and "could not tell which lesson" in problems[0][3]
     assert not any("jdoe" in p.read_text() for p in written)
+
+
+def test_a_failure_in_hidden_cases_only_is_named_so(tmp_path, monkeypatch):
+    from .test_batch import IDS, Workers, exercise, report
+
+    monkeypatch.setattr(grading, "expected_values", lambda key, hidden: ({}, {}))
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    name = "doe_jane_101_9001_01_tensors.ipynb"
+    (folder / name).write_text(nbformat.writes(build()))
+    hidden_only = report(exercise(IDS[0], 1.5, 2, passed_cases=8), exercise(IDS[1], 3, 3),
+                         exercise(IDS[2], 2, 2), exercise(IDS[3], 3, 3))
+    batch.run(folder, tmp_path / "grades.csv", hidden=True, progress=False, grader=Workers({name: hidden_only}))
+    page = insight.write(tmp_path / "grades.csv", tmp_path / "insight")[1]
+    failures = [t for t in tables(page) if "failures" in t["class"]]
+    assert [(t["section"], t["rows"][0][:2]) for t in failures] == [
+        (IDS[0], ["hidden cases only (the public cases pass)", "1"])]
+    assert "2 of 10 cases failed, all of them hidden cases" in page.read_text()
