@@ -325,6 +325,7 @@ def lesson_trend(lessons: Sequence[str], percent: dict[str, dict[str, float]]) -
     ax.plot(x, [s[1] for s in spans], marker="o", color="#4c72b0", label="median")
     ax.set_xticks(list(x), [k[:2] for k in lessons], fontsize=8)
     ax.set_ylim(0, 105)
+    ax.set_yticks([0, 25, 50, 75, 100])
     ax.set_ylabel("score %", fontsize=9)
     ax.set_xlabel("lesson", fontsize=9)
     ax.legend(frameon=False, fontsize=8)
@@ -589,7 +590,7 @@ def index_page(lessons: Sequence[str], rows: Sequence[Row], names: Names) -> str
              image(lesson_trend(lessons, percent), "median lesson score per lesson, with the middle half"),
              "<h2>Where the class drops</h2>",
              image(full_share_bars([e for _, e in exercises], full), "share of full marks per exercise"),
-             table(["exercise", "lesson", "full marks", "median"],
+             table(["exercise", "lesson", "full marks", "median points"],
                    sorted(([Cell(f"<a href='{page_name(k)}#{html.escape(e)}'>{breakable(e)}</a>"), text(k),
                             percent_cell(f), number(quartiles(sorted(r.score for r in by_lesson[k]
                                                                      if r.exercise == e))[1])]
