@@ -1,6 +1,6 @@
 """Confinement for processes that run learner code: resource limits and an unprivileged user.
 
-    python autograder/confine.py --memory MB --cpu S --processes N --files MB [--home DIR] [--own PATH]... -- CMD...
+    python autograder/confine.py --memory MB --cpu S --processes N --files MB [--home DIR] [--own PATH]... [--offline] -- CMD...
 
 sets the limits, and, when started as root, gives the paths in ``--own`` to the unprivileged
 user ``nobody`` and becomes that user, then replaces itself with CMD. The learner's kernel and
@@ -15,7 +15,13 @@ every checking worker are started this way, so learner code
 - cannot write a file larger than MB (``RLIMIT_FSIZE``), and leaves no core dump,
 - when the grader runs as root and ``nobody`` can reach the Python installation: runs as
   ``nobody``, so it cannot read the instructor's secret file or anything else private to
-  root, nor signal the grader's processes.
+  root, nor signal the grader's processes,
+- cannot reach the network (``--offline``): it runs in a network namespace of its own whose
+  only interface is loopback (a notebook's own torchrun still works; the grader, outside,
+  talks to the kernel through Unix sockets). As root the namespace is made directly; as an
+  ordinary user inside an unprivileged user namespace, where the machine allows them.
+  ``offline_possible`` tells beforehand whether this machine allows it, so that a report can say
+  when learner code could reach the network.
 
 Run as root where ``nobody`` cannot run this Python (a Python under /root), the process
 stays root but is isolated instead: it gets a PID namespace of its own (it sees no other
@@ -32,12 +38,14 @@ root, or in an account that holds nothing but the grading run.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import pathlib
 import pwd
 import resource
 import signal
 import stat
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -56,6 +64,7 @@ class Confinement:
     processes: int = 256
     files: int = 512
     hide: tuple[str, ...] = ()  # files learner code must not read (the instructor's secret)
+    offline: bool = True        # a network namespace with loopback only, where one can be made
 
     def prefix(self, home: str | None = None, own: tuple[str, ...] = ()) -> list[str]:
         """The command-line prefix that starts a command under these limits."""
@@ -68,6 +77,8 @@ class Confinement:
             cmd += ["--own", path]
         for path in self.hide:
             cmd += ["--hide", path]
+        if self.offline:
+            cmd += ["--offline"]
         return cmd + ["--"]
 
 
@@ -168,7 +179,57 @@ def tasks_of(uid: int) -> int:
     return count
 
 
-CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWUSER = 0x00020000, 0x20000000, 0x40000000, 0x10000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def offline() -> bool:
+    """Continue in a network namespace of its own, loopback up and nothing else; False if the
+    kernel refuses (not root, and no unprivileged user namespaces)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if os.geteuid() == 0:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            return False
+    else:  # an unprivileged user namespace owns the network one; inside it this user is itself
+        uid, gid = os.getuid(), os.getgid()
+        if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+            return False
+        try:
+            pathlib.Path("/proc/self/setgroups").write_text("deny")
+            pathlib.Path("/proc/self/uid_map").write_text(f"{uid} {uid} 1")
+            pathlib.Path("/proc/self/gid_map").write_text(f"{gid} {gid} 1")
+        except OSError:
+            pass  # unmapped ids read as nobody inside; files are still checked against the real ones
+    return loopback_up()
+
+
+def loopback_up() -> bool:
+    """Bring this network namespace's ``lo`` up (a new namespace starts with it down)."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            request = struct.pack("16sH14x", b"lo", 0)
+            flags = struct.unpack("16sH14x", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+            return True
+        except OSError:
+            return False
+
+
+@functools.lru_cache(maxsize=1)
+def offline_possible() -> bool:
+    """Whether confined processes on this machine can be cut off from the network (tried once,
+    in a throw-away process)."""
+    probe = [sys.executable, os.path.abspath(__file__), "--offline-probe"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 
@@ -218,6 +279,8 @@ def relay(child: int) -> None:
 
 def confine(c: Confinement, home: str | None, own: list[str]) -> None:
     """Apply ``c`` to this process and, as root, become the sandbox user (after giving it ``own``)."""
+    if c.offline:
+        offline()  # where it fails, the grader says so in the report (offline_possible)
     user = sandbox_user()
     uid = user.pw_uid if user else os.getuid()
     if user is None:
@@ -243,6 +306,8 @@ def confine(c: Confinement, home: str | None, own: list[str]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if argv == ["--offline-probe"]:
+        raise SystemExit(0 if offline() else 1)
     if "--" not in argv:
         raise SystemExit("usage: python -m autograder.confine [options] -- CMD...")
     cut = argv.index("--")
@@ -254,8 +319,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--home")
     parser.add_argument("--own", action="append", default=[])
     parser.add_argument("--hide", action="append", default=[])
+    parser.add_argument("--offline", action="store_true")
     args = parser.parse_args(argv[:cut])
-    confine(Confinement(args.memory, args.cpu, args.processes, args.files, tuple(args.hide)), args.home, args.own)
+    confine(Confinement(args.memory, args.cpu, args.processes, args.files, tuple(args.hide), args.offline),
+            args.home, args.own)
     command = argv[cut + 1:]
     os.execv(command[0], command)
 

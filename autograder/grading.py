@@ -22,7 +22,7 @@ import torch
 from . import kernel, notebook, oracle, policy, submission
 from .catalog import LESSONS
 from .attempt import prepare, score, zero
-from .confine import Confinement, release, sandbox_user
+from .confine import Confinement, offline_possible, release, sandbox_user
 from .policy import Limits
 from .report import Result
 
@@ -127,6 +127,10 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
         run = kernel.execute(nb, [e.name for e in exercises], scratch, limits.cell, limits.notebook,
                                kernel_confinement(limits))
         report.problems += run.problems
+        if not offline_possible():
+            report.problems.append("learner code could reach the network while it was graded: this machine lets the "
+                                   "grader make no network namespace (grade as root, or allow unprivileged user "
+                                   "namespaces)")
         report.seconds = run.seconds
         public, secret = expected_values(key, hidden) if expected is None else expected
         attempts = []  # one per exercise the notebook defines

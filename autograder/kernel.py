@@ -73,7 +73,9 @@ class Execution:
 
 
 class ConfinedKernelManager(AsyncKernelManager):
-    """A kernel manager that starts the kernel through ``python -m autograder.confine``."""
+    """A kernel manager that starts the kernel through ``python -m autograder.confine``. A kernel
+    cut off from the network is reached through Unix sockets in its home folder (its loopback is
+    not the grader's)."""
 
     confinement: Confinement = Confinement()
     home: str | None = None
@@ -129,6 +131,8 @@ class Runner:
         os.chmod(scratch, 0o711)
         km = ConfinedKernelManager(kernel_name="python3")
         km.confinement, km.home = confinement, str(self.home)
+        if confinement.offline and sys.platform.startswith("linux"):
+            km.transport, km.ip = "ipc", str(self.home / "kernel")
         km.connection_file = str(scratch / "kernel.json")
         self.confinement = confinement
         self.client = QuietClient(nb, km=km, kernel_name="python3", allow_errors=True, interrupt_on_timeout=False,

@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 import minidl.tensors
-from autograder import grading, policy
+from autograder import confine, grading, policy
 from autograder.confine import PIDS_CGROUP, release, sandbox_user
 
 from .conftest import ROOT
@@ -310,6 +310,80 @@ def test_the_secret_never_reaches_learner_code(tmp_path, expected, monkeypatch):
     message = results["one_hot"].message
     assert "ValueError" in message and "AUTOGRADER" not in message, message  # kernel and worker saw nothing
     assert SECRET not in json.dumps(report.to_dict())
+
+
+# -- the network -----------------------------------------------------------------------------------
+
+REACH = """
+def reach(hosts, port):
+    import socket
+    outcome = []
+    for host in hosts:
+        try:
+            socket.create_connection((host, port), timeout=3).close()
+            outcome.append(host + ' connected')
+        except OSError as e:
+            outcome.append(host + ' ' + type(e).__name__)
+    return outcome
+"""
+
+
+@pytest.fixture
+def listener():
+    """A TCP listener on every address of this host; yields (addresses, port, connections accepted)."""
+    import socket
+    import threading
+
+    server = socket.create_server(("0.0.0.0", 0))
+    accepted: list[str] = []
+
+    def serve():
+        while True:
+            try:
+                conn, peer = server.accept()
+            except OSError:
+                return
+            accepted.append(peer[0])
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # the outward address (nothing is sent)
+        try:
+            probe.connect(("10.255.255.255", 1))
+            outward = probe.getsockname()[0]
+        except OSError:
+            outward = "127.0.0.1"
+    try:
+        yield sorted({"127.0.0.1", outward}), server.getsockname()[1], accepted
+    finally:
+        server.close()
+
+
+def test_the_listener_is_reachable_from_an_unconfined_process(listener):
+    """The control: the same code, not confined, does connect (so the test below can fail)."""
+    hosts, port, accepted = listener
+    scope: dict = {}
+    exec(REACH, scope)
+    assert all(o.endswith("connected") for o in scope["reach"](hosts, port))
+    deadline = time.monotonic() + 5
+    while len(accepted) < len(hosts) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(accepted) == len(hosts)
+
+
+@pytest.mark.slow
+def test_learner_code_cannot_reach_the_network_in_the_kernel_or_the_checker(tmp_path, expected, listener):
+    hosts, port, accepted = listener
+    if not confine.offline_possible():
+        pytest.skip("this machine lets the grader make no network namespace (the report says so)")
+    spy = REACH + (f"KERNEL = reach({hosts!r}, {port})\n"
+                   "def one_hot(labels, num_classes):\n"
+                   f"    raise ValueError(repr((KERNEL, reach({hosts!r}, {port}))))\n")
+    results, report = grade(tmp_path, expected, build(spy))
+    message = results["one_hot"].message
+    assert "ValueError" in message and "connected" not in message, message  # kernel and checker alike
+    assert message.count("Error") >= 2 * len(hosts), message
+    assert accepted == [] and not any("network" in p for p in report.problems), (accepted, report.problems)
 
 
 @pytest.mark.slow
