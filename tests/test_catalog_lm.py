@@ -69,6 +69,73 @@ def test_bpe_train_that_recounts_passes():
     assert check("lm.bpe_train", bpe_recount).score == 5
 
 
+class Greater:
+    """Reverses the order of pairs, so that heapq's smallest is the greatest pair."""
+
+    def __init__(self, pair):
+        self.pair = pair
+
+    def __lt__(self, other):
+        return self.pair > other.pair
+
+    def __eq__(self, other):
+        return self.pair == other.pair
+
+
+def bpe_heap(text, vocab_size, special_tokens=()):
+    """A heap of (-count, pair) with stale entries skipped, and words kept as lists (another accepted way)."""
+    import heapq
+
+    vocab = {i: bytes([i]) for i in range(256)}
+    for s in special_tokens:
+        vocab[len(vocab)] = s.encode()
+    chunks = re.split("|".join(map(re.escape, sorted(special_tokens, key=len, reverse=True))), text) if special_tokens else [text]
+    counted = Counter(piece for chunk in chunks for piece in SPLIT.findall(chunk))
+    words = [[bytes([b]) for b in w.encode()] for w in counted]
+    freq = list(counted.values())
+    counts = Counter()
+    for word, n in zip(words, freq):
+        for pair in zip(word, word[1:]):
+            counts[pair] += n
+    heap = [(-n, Greater(pair)) for pair, n in counts.items()]
+    heapq.heapify(heap)
+    merges = []
+    while len(vocab) < vocab_size and heap:
+        n, top = heapq.heappop(heap)
+        if counts.get(top.pair, 0) != -n or n == 0:
+            continue                                                   # a stale entry
+        a, b = top.pair
+        merges.append((a, b))
+        vocab[len(vocab)] = a + b
+        changed = set()
+        for k, word in enumerate(words):
+            i, out = 0, []
+            if not any(x == a and y == b for x, y in zip(word, word[1:])):
+                continue
+            for pair in zip(word, word[1:]):
+                counts[pair] -= freq[k]
+                changed.add(pair)
+            while i < len(word):
+                if i + 1 < len(word) and word[i] == a and word[i + 1] == b:
+                    out.append(a + b)
+                    i += 2
+                else:
+                    out.append(word[i])
+                    i += 1
+            words[k] = out
+            for pair in zip(out, out[1:]):
+                counts[pair] += freq[k]
+                changed.add(pair)
+        for pair in changed:
+            if counts[pair] > 0:
+                heapq.heappush(heap, (-counts[pair], Greater(pair)))
+    return vocab, merges
+
+
+def test_bpe_train_with_a_heap_passes():
+    assert check("lm.bpe_train", bpe_heap).score == 5
+
+
 @pytest.mark.parametrize("mistake,words", [
     (dict(smaller_ties=True), ["ties", "lexicographically greater"]),
     (dict(across=True), ["pre-tokens", "spans two pre-tokens"]),
@@ -89,6 +156,18 @@ def test_bpe_train_forbids_the_reference_and_tokenizers():
         return tokenizers.Tokenizer(tokenizers.models.BPE())
 
     assert check("lm.bpe_train", with_hugging_face).status == "forbidden"
+
+
+def test_every_reference_runs_clean_on_its_cases():
+    """The oracle's expected values: the reference raises only where a case asks it to (T > context_length)."""
+    from autograder.oracle import compute
+
+    ids = ["lm.bpe_train", "lm.Tokenizer", "lm.embedding", "lm.LlamaBlock", "lm.transformer_lm", "lm.sample",
+           "lm.count_flops"]
+    results = compute(ids, hidden=False, devices=["cpu"])
+    for eid in ids:
+        for case, expected in zip(results[eid]["cases"], results[eid]["expected"]):
+            assert (expected["kind"] == "raised") == (case.group == "context length"), (eid, case.group, expected)
 
 
 # -- Tokenizer ---------------------------------------------------------------------------------------

@@ -232,8 +232,10 @@ def block_weights(draw, d, h, h_kv, d_ff, dtype) -> dict[str, torch.Tensor]:
 
 
 def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Load the grader's plain dict into the learner's module (call in learner_code()); a name it lacks raises."""
-    module.to(next(iter(weights.values())).dtype)
+    """Load the grader's plain dict into the learner's module, on the weights' device and dtype (call in
+    learner_code()); a name the module lacks raises."""
+    first = next(iter(weights.values()))
+    module.to(device=first.device, dtype=first.dtype)
     missing, unexpected = module.load_state_dict(weights, strict=False)
     if unexpected:
         raise KeyError(f"your module has no parameter named {', '.join(unexpected)}; name them as the lesson says")
