@@ -188,6 +188,8 @@ def offline() -> bool:
     kernel refuses (not root, and no unprivileged user namespaces)."""
     import ctypes
 
+    if not sys.platform.startswith("linux"):
+        return False
     libc = ctypes.CDLL(None, use_errno=True)
     if os.geteuid() == 0:
         if libc.unshare(CLONE_NEWNET) != 0:

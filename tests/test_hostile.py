@@ -402,3 +402,9 @@ def test_limits_are_enforced_on_the_confined_process():
     release(proc.pid)
     memory, cpu = map(int, out.split())
     assert memory == LIMITS.memory * 1024 * 1024 and cpu == grading.worker_confinement(LIMITS, 25).cpu
+
+
+def test_a_machine_without_network_namespaces_is_named_in_the_report(tmp_path, expected, monkeypatch):
+    monkeypatch.setattr(grading, "offline_possible", lambda: False)
+    _, report = grade(tmp_path, expected, build(lesson="01_tensors"))
+    assert any("could reach the network" in p for p in report.problems), report.problems

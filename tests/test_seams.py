@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -332,3 +333,39 @@ def test_grade_gives_the_difference_cube_full_marks_in_the_confined_worker(tmp_p
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     dists = next(r for r in json.loads(out.read_text())["exercises"] if r["id"] == "broadcasting.pairwise_sq_dists")
     assert dists["score"] == dists["max_score"] == 3, dists
+
+
+def graded_in_the_confined_worker(fn, times: int) -> list:
+    """``times`` checks of ``fn`` as pairwise_sq_dists by the worker that ``grade`` and ``batch`` start
+    (confined: CPU limit, another user or namespaces, offline), each in a child process of its own."""
+    import tempfile
+
+    import cloudpickle
+
+    exercise = EXERCISES["broadcasting.pairwise_sq_dists"]
+    plan = attempt.prepare(exercise, oracle.cases_and_expected([exercise.id])[exercise.id])
+    with tempfile.TemporaryDirectory(prefix="minidl-seams-") as tmp:
+        tmp = pathlib.Path(tmp)
+        tmp.chmod(0o711)
+        defs = tmp / "defs"
+        defs.mkdir(mode=0o755)
+        (defs / f"{exercise.name}.pkl").write_bytes(cloudpickle.dumps(fn))
+        (defs / f"{exercise.name}.pkl").chmod(0o644)
+        return grading.check_in_worker([plan] * times, defs, tmp, grading.Limits())
+
+
+@pytest.mark.slow
+def test_a_slower_but_allowed_solution_passes_its_speed_group_20_times_out_of_20():
+    results = graded_in_the_confined_worker(dists_broadcast, 20)  # the difference cube: 12-25x, allowed 200x
+    speed = [dict((g, (p, t)) for g, p, t in r.groups)["speed"] for r in results]
+    assert all(p == t for p, t in speed), [r.message for r in results]
+    assert all(r.score == r.max_score for r in results), [r.message for r in results]
+
+
+@pytest.mark.slow
+def test_a_python_double_loop_fails_its_speed_group_20_times_out_of_20():
+    results = graded_in_the_confined_worker(dists_double_loop, 20)
+    speed = [dict((g, (p, t)) for g, p, t in r.groups)["speed"] for r in results]
+    assert all(p == 0 for p, _ in speed), [r.message for r in results]
+    assert all(r.failures and r.failures[0].symptom == "slow" and "slower than the reference" in r.message
+               for r in results), [r.message for r in results]
