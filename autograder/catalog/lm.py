@@ -371,13 +371,14 @@ DRAWS = 20_000     # draws per frequency case: two correct samplers' frequencies
 
 
 def frequencies(fn, logits, sort=False, **kwargs) -> torch.Tensor:
-    """How often each token is drawn from ``logits`` [V] in DRAWS draws (one batched call), float64 [V]."""
+    """How often each token is drawn from ``logits`` [V] in DRAWS draws (one batched call), float64 [V] on
+    the logits' device. Two correct samplers draw differently on CPU and CUDA; their frequencies agree."""
     generator = torch.Generator(device=logits.device).manual_seed(1234)
     with learner_code():
         ids = fn(logits.expand(DRAWS, -1), generator=generator, **kwargs)
     if type(ids) is not torch.Tensor or ids.shape != (DRAWS,) or ids.is_floating_point():
         return ids
-    freq = torch.bincount(ids.cpu(), minlength=logits.shape[-1]).double() / DRAWS
+    freq = torch.bincount(ids, minlength=logits.shape[-1]).double() / DRAWS      # on the logits' device
     return freq.sort(descending=True).values if sort else freq
 
 
