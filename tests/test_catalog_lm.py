@@ -176,7 +176,7 @@ def test_every_reference_runs_clean_on_its_cases():
 class Tok:
     """A tokenizer written apart from minidl's: a per-word loop of the earliest merge; mistakes by flags."""
 
-    left_to_right = per_token_decode = shortest_special = False
+    left_to_right = per_token_decode = shortest_special = strict_decode = False
 
     def __init__(self, vocab, merges, special_tokens=()):
         self.vocab, self.merges = vocab, merges
@@ -216,6 +216,8 @@ class Tok:
         yield from self.encode(pending)
 
     def decode(self, ids):
+        if self.strict_decode:                                       # raises on half a character
+            return b"".join(self.vocab[i] for i in ids).decode("utf-8")
         if self.per_token_decode:
             return "".join(self.vocab[i].decode("utf-8", errors="replace") for i in ids)
         return b"".join(self.vocab[i] for i in ids).decode("utf-8", errors="replace")
@@ -228,6 +230,7 @@ def test_tokenizer_written_apart_passes():
 @pytest.mark.parametrize("flag,words", [
     ("left_to_right", ["merge order", "training order"]),
     ("per_token_decode", ["split characters", "join all the bytes first"]),
+    ("strict_decode", ["raised", "errors='replace'"]),
     ("shortest_special", ["special tokens", "longest first"]),
 ])
 def test_tokenizer_mistakes_are_named(flag, words):

@@ -616,7 +616,10 @@ LESSON = Lesson(
                            "never reading the whole file first. A pre-token may go on in the next line: keep the "
                            "last pre-token of what you read (and a possible start of a special token) for later."),
             ),
-            hints={"raised": "The grader builds Tokenizer(vocab, merges, special_tokens) with vocab a dict {id: "
+            hints={"split characters:raised": "Your decode raised on bytes that are not valid UTF-8 (half of a "
+                                              "character): decode with errors='replace', which reads them as "
+                                              "U+FFFD, after joining all the tokens' bytes.",
+                   "raised": "The grader builds Tokenizer(vocab, merges, special_tokens) with vocab a dict {id: "
                              "bytes}, merges a list of (bytes, bytes) and special_tokens a list of str, then calls "
                              "encode(str), decode(list of ids) and encode_iterable(an iterator of lines)."},
         ),
