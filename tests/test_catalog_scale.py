@@ -269,9 +269,22 @@ def test_quantize_with_half_up_rounding_fails_on_half_way_values():
     assert not result.passed and result.failures[0].group == "half-way values" and "half to even" in text_of(result)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_quantize_dividing_by_the_scale_fails_on_near_half_way_values(dtype):
+    """round(x / scale): torch.quantize_per_tensor multiplies by the float32 inverse of the scale, and
+    x * (1 / scale) and x / scale round to different sides of a half-way value (0.45 / 0.02)."""
+    def divided(x, scale, zero_point, quant_min=-128, quant_max=127):
+        return (torch.round(x.to(dtype) / scale) + zero_point).clamp(quant_min, quant_max).to(torch.int8)
+
+    result = check("scale.quantize_per_tensor", divided)
+    assert result.score < result.max_score and result.failures[0].group == "half-way values", str(result)
+    assert "1 / scale" in text_of(result) and "float32" in text_of(result), str(result)
+
+
 def test_quantize_without_clamp_fails_naming_it():
     def no_clamp(x, scale, zero_point, quant_min=-128, quant_max=127):
-        return (torch.round(x / scale) + zero_point).to(torch.int32).to(torch.int8)
+        inv_scale = torch.tensor(1 / scale, dtype=torch.float32)       # right but for the clamp
+        return (torch.round(x.float() * inv_scale) + zero_point).to(torch.int32).to(torch.int8)
 
     result = check("scale.quantize_per_tensor", no_clamp)
     assert not result.passed and result.failures[0].group == "clamp" and "clamp" in text_of(result)
@@ -292,6 +305,75 @@ def test_choose_qparams_without_zero_in_the_range_fails_naming_it():
 
     result = check("scale.choose_qparams", no_zero)
     assert not result.passed and "includes 0" in text_of(result)
+
+
+def qparams_without_eps(x, quant_min=-128, quant_max=127):
+    """Issue 18: no eps floor. An all-zero range gives scale 0 (quantizing with it divides by zero)."""
+    x = x.float()
+    lo, hi = torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0)
+    scale = (hi - lo) / float(quant_max - quant_min)
+    z = quant_min - torch.round(lo / scale).nan_to_num(0).int()
+    return float(scale), int(torch.clamp(z, quant_min, quant_max))
+
+
+def qparams_floor_only_zero(x, quant_min=-128, quant_max=127):
+    """A floor only for an exactly empty range: a range narrower than 255 * eps keeps its tiny scale."""
+    scale, z = qparams_without_eps(x, quant_min, quant_max)
+    return (torch.finfo(torch.float32).eps, quant_min) if scale == 0 else (scale, z)
+
+
+def qparams_in_python_floats(x, quant_min=-128, quant_max=127):
+    """Issue 18: float64 arithmetic. On [-1, 1], lo / scale is exactly -127.5 and rounds to even (z = 0);
+    in float32, as the observer computes, it is -127.49999 (z = -1)."""
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    s = max((hi - lo) / (quant_max - quant_min), torch.finfo(torch.float32).eps)
+    return s, int(min(max(quant_min - round(lo / s), quant_min), quant_max))
+
+
+@pytest.mark.parametrize("wrong", [qparams_without_eps, qparams_floor_only_zero])
+def test_choose_qparams_without_the_eps_floor_fails_naming_it(wrong):
+    result = check("scale.choose_qparams", wrong)
+    assert result.score < result.max_score and result.failures[0].group == "edge cases", str(result)
+    report = str(result).lower()                     # the case's note, the problem and the hint, as the learner sees them
+    assert "output[0]" in result.message and "the scale is floored at eps" in report and "scale 0" in report, report
+
+
+def test_choose_qparams_in_float64_fails_on_a_half_way_zero_point_naming_float32():
+    result = check("scale.choose_qparams", qparams_in_python_floats)
+    assert result.score < result.max_score and result.failures[0].group == "half-way zero points", str(result)
+    assert "output[1] should be -1, but it is 0" in result.message, str(result)
+    assert "-127.5" in text_of(result) and "float32" in text_of(result), str(result)
+
+
+def test_choose_qparams_with_the_int8_range_written_in_fails_on_another_range():
+    def fixed_range(x, quant_min=-128, quant_max=127):
+        return qparams_in_float32(x)                  # always -128..127, whatever range is asked for
+
+    result = check("scale.choose_qparams", fixed_range)
+    assert result.score < result.max_score and result.failures[0].group == "mixed signs", str(result)
+    assert "quant_min" in result.failures[0].inputs and "quant_max" in text_of(result), str(result)
+
+
+def qparams_in_float32(x, quant_min=-128, quant_max=127):
+    x = x.detach().float()
+    lo, hi = torch.clamp(x.min(), max=0.0), torch.clamp(x.max(), min=0.0)
+    s = torch.clamp((hi - lo) / float(quant_max - quant_min), min=torch.finfo(torch.float32).eps)
+    return float(s), int(torch.clamp(quant_min - torch.round(lo / s).int(), quant_min, quant_max))
+
+
+def test_choose_qparams_reference_equals_the_observer_on_every_case():
+    from torch.ao.quantization import MinMaxObserver
+
+    from autograder.catalog import EXERCISES
+    from autograder.exercise import Draw
+
+    for group in EXERCISES["scale.choose_qparams"].groups:
+        for case in group.make(Draw("observer")):
+            low, high = case.kwargs.get("quant_min", -128), case.kwargs.get("quant_max", 127)
+            observer = MinMaxObserver(dtype=torch.quint8 if low >= 0 else torch.qint8, quant_min=low, quant_max=high)
+            observer(case.args[0].float())
+            s, z = observer.calculate_qparams()
+            assert scale.choose_qparams(*case.args, **case.kwargs) == (float(s), int(z)), case.note
 
 
 # -- checkpoints ----------------------------------------------------------------------------------------------

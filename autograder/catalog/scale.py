@@ -359,6 +359,8 @@ def q_values(draw):
     for n, spread, shift in ((7, 1.0, 0.0), (20, 5.0, 2.0), (12, 0.01, -0.003)):
         x = draw.randn(n, dtype=torch.float32) * spread + shift
         yield Case("", (x,), size=n, note="mixed signs")
+    yield Case("", (draw.randn(8, dtype=torch.float32) + 0.5,), {"quant_min": 0, "quant_max": 255}, size=8,
+               note="quant_min=0, quant_max=255 (uint8 codes, as the quint8 observer)")
 
 
 def q_one_sided(draw):
@@ -368,8 +370,17 @@ def q_one_sided(draw):
 
 
 def q_edges(draw):
-    yield Case("", (torch.zeros(4),), size=4, note="all zeros: the scale is float32's eps, not 0")
+    yield Case("", (torch.zeros(4),), size=4, note="all zeros: the scale is float32's eps (1.19e-07), not 0")
     yield Case("", (torch.tensor([3.0]),), size=1, note="a single value")
+    yield Case("", (torch.tensor([-3e-6, 1e-6, 0.0]),), size=3,
+               note="a range narrower than 255 * eps: the scale is floored at eps, not (hi - lo) / 255")
+
+
+def q_ties(draw):
+    yield Case("", (torch.tensor([-1.0, 0.25, 1.0]),), size=3,
+               note="[-1, 1]: lo / scale is -127.5 in float64 but -127.49999 in float32, so the zero point is -1")
+    yield Case("", (torch.tensor([[-2.0, 0.5], [1.0, 2.0]], dtype=torch.float64),), size=4,
+               note="[-2, 2] in float64: computed in float32, as the observer does (zero point -1)")
 
 
 def quantize_case(draw, x: torch.Tensor, note: str) -> Case:
@@ -389,6 +400,10 @@ def quantize_halves(draw):
     yield Case("", (x, 0.25, 3), size=x.numel(), note="x / scale = -6, -5.5, ..., 6: half-way values round to even")
     yield Case("", (torch.tensor([0.625, 0.875, -0.625, -0.875]), 0.25, 0), size=4,
                note="2.5 -> 2, 3.5 -> 4, -2.5 -> -2, -3.5 -> -4")
+    x = torch.arange(-40, 41, dtype=torch.float32) * 0.05
+    yield Case("", (x, 0.02, 3), size=x.numel(),
+               note="x = -2, -1.95, ..., 2 with scale 0.02: x / scale is near half-way (0.45 / 0.02 = 22.5), and "
+                    "torch.quantize_per_tensor decides it as x * (1 / scale) in float32")
 
 
 def quantize_clamp(draw):
@@ -637,12 +652,21 @@ LESSON = Lesson(
             groups=(
                 Group("mixed signs", 2, q_values,
                       hint="In float32: lo = min(x.min(), 0), hi = max(x.max(), 0); scale = (hi - lo) / (quant_max - "
-                           "quant_min); zero_point = quant_min - round(lo / scale), clamped to [quant_min, quant_max]."),
+                           "quant_min); zero_point = quant_min - round(lo / scale), clamped to [quant_min, quant_max]. "
+                           "Use the quant_min and quant_max you are given, not -128 and 127."),
                 Group("one-sided ranges", 1, q_one_sided,
                       hint="The range always includes 0 (lo <= 0 <= hi), so that 0.0 has an exact code."),
                 Group("edge cases", 1, q_edges,
-                      hint="scale = max(scale, torch.finfo(torch.float32).eps): a constant tensor must not give scale 0."),
+                      hint="scale = max(scale, torch.finfo(torch.float32).eps): an all-zero (or tiny) range must not "
+                           "give scale 0 (or one below eps): quantizing with scale 0 divides by zero."),
+                Group("half-way zero points", 1, q_ties,
+                      hint="Compute lo, hi, the scale and lo / scale in float32 tensors (x.float(), torch.round), as "
+                           "PyTorch's observer does, not in Python floats (float64): for a symmetric range such as "
+                           "[-1, 1], lo / scale is exactly -127.5 in float64 and rounds to even (-128), but in "
+                           "float32 it is -127.49999 and rounds to -127."),
             ),
+            # The scale is compared relatively: an absolute tolerance would take 0 for eps (1.19e-07).
+            tolerances={torch.float32: (1e-5, 0.0)},
             hints={"type": "Return a tuple (scale as a Python float, zero_point as a Python int): float(...), int(...)."},
         ),
         Exercise(
@@ -659,7 +683,10 @@ LESSON = Lesson(
                            "one too low (or too high, below 0)."),
                 Group("half-way values", 1, quantize_halves,
                       hint="Round half to even, as torch.round does (2.5 -> 2, 3.5 -> 4, -2.5 -> -2): floor, int() "
-                           "(truncation) or floor(v + 0.5) (half up) give other codes."),
+                           "(truncation) or floor(v + 0.5) (half up) give other codes. And compute v as "
+                           "torch.quantize_per_tensor does, x.float() * inv_scale with inv_scale = 1 / scale as a "
+                           "float32 tensor: x / scale (or float64) rounds some near-half-way values such as "
+                           "0.45 / 0.02 to the other side."),
                 Group("clamp", 1, quantize_clamp,
                       hint="Clamp to [quant_min, quant_max] before the cast to int8: without the clamp, 200 wraps "
                            "around to -56."),
