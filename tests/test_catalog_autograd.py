@@ -269,6 +269,27 @@ class SiLUWithAutograd(torch.autograd.Function):
         return g * torch.sigmoid(x) * (1 + x * (1 - torch.sigmoid(x)))
 
 
+class SiLUOverflowingBackward(torch.autograd.Function):
+    """The derivative written out with exp(-x) squared: right up to |x| ~ 40, NaN (inf / inf) in float32 at -100."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x / (1 + torch.exp(-x))
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        e = torch.exp(-x)
+        return g * (1 + e + x * e) / (1 + e) ** 2
+
+
+def test_silu_whose_backward_overflows_fails_on_large_inputs():
+    result = check("autograd.SiLU", SiLUOverflowingBackward)
+    assert result.score < result.max_score and result.failures[0].group == "edge cases", str(result)
+    assert "NaN" in result.message and "torch.sigmoid" in result.failures[0].hint, str(result)
+
+
 def test_silu_alternative_passes():
     result = check("autograd.SiLU", SiLUAlternative)
     assert result.passed, str(result)

@@ -125,6 +125,17 @@ def test_pairwise_sq_dists_with_cdist_gets_the_forbidden_message():
     assert "asks you to build pairwise_sq_dists yourself; torch.cdist is off-limits here" in result.message
 
 
+def test_pairwise_sq_dists_without_the_clamp_fails_on_identical_points():
+    """||x||^2 + ||y||^2 - 2 x.y without clamping: rounding leaves distances of -1e-16 between identical
+    points. An absolute tolerance takes them for 0; the check counts the negative distances."""
+    def unclamped(x, y):
+        return (x * x).sum(1)[:, None] + (y * y).sum(1)[None] - 2 * x @ y.T
+
+    result = check("broadcasting.pairwise_sq_dists", unclamped)
+    assert result.score < result.max_score and result.failures[0].group == "edge cases", str(result)
+    assert "negative distances" in result.message and "clamp at 0" in result.failures[0].hint, str(result)
+
+
 def test_softmax_without_the_max_fails_on_large_inputs():
     result = check("broadcasting.softmax", softmax_naive)
     failure = result.failures[0]

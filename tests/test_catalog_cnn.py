@@ -146,6 +146,21 @@ def test_max_pool2d_spread_gradient():
     assert named(result, "gradient", "maximum", "argmax")
 
 
+def test_max_pool2d_amax_fails_on_tied_maxima():
+    """A vectorised pool with amax: right values, but amax splits the gradient between tied maxima
+    (a window of zeros after a ReLU), where F.max_pool2d sends it all to the first one."""
+    def amax_pool(x, kernel_size, stride=None, padding=0):
+        (kh, kw) = _pair(kernel_size)
+        (sh, sw) = (kh, kw) if stride is None else _pair(stride)
+        ph, pw = _pair(padding)
+        x = F.pad(x, (pw, pw, ph, ph), value=float("-inf"))
+        return x.unfold(2, kh, sh).unfold(3, kw, sw).amax(dim=(-2, -1))
+
+    result = check("cnn.max_pool2d", amax_pool)
+    assert result.score < result.max_score and result.failures[0].group == "gradient routing", str(result)
+    assert named(result, "tie", "first"), str(result)
+
+
 def test_max_pool2d_zero_padding():
     def zero_padded(x, kernel_size, stride=None, padding=0):
         p = _pair(padding)

@@ -155,6 +155,22 @@ def test_clip_grad_norm_returns_float():
     assert not result.passed and named(result, "0-d tensor")
 
 
+def test_clip_grad_norm_dividing_by_a_zero_norm_fails():
+    """max_norm / total in Python floats: all-zero gradients (total 0) raise ZeroDivisionError."""
+    def no_guard(parameters, max_norm, norm_type=2.0):
+        params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+        grads = [p.grad for p in params if p.grad is not None]
+        norms = [torch.linalg.vector_norm(g, norm_type) for g in grads]
+        total = torch.linalg.vector_norm(torch.stack(norms), norm_type)
+        for g in grads:
+            g.mul_(min(1.0, max_norm / float(total)))
+        return total
+
+    result = check("rnn.clip_grad_norm_", no_guard)
+    assert result.score < result.max_score and result.failures[0].group == "zero gradients", str(result)
+    assert named(result, "ZeroDivisionError", "1e-6"), str(result)
+
+
 def test_clip_grad_norm_forbidden():
     result = check("rnn.clip_grad_norm_", lambda p, m, t=2.0: torch.nn.utils.clip_grad_norm_(p, m, t))
     assert result.status == "forbidden" and "clip_grad_norm_" in result.failures[0].message

@@ -299,6 +299,8 @@ def silu_values(draw):
 def silu_edges(draw):
     x = torch.tensor([-30.0, -1.0, 0.0, 1.0, 30.0], dtype=torch.float64)
     yield Case("", (x, torch.ones_like(x)), size=5, note="large and small inputs, 0")
+    x = torch.tensor([-100.0, -20.0, 0.0, 20.0, 100.0])
+    yield Case("", (x, torch.ones_like(x)), size=5, note="|x| up to 100 in float32: exp(100) overflows to inf")
     yield Case("", (torch.zeros(0), torch.zeros(0)), size=0, note="an empty tensor")
 
 
@@ -396,7 +398,9 @@ LESSON = Lesson(
                       hint="forward: save x with ctx.save_for_backward(x), return x * sigmoid(x). backward: with "
                            "s = sigmoid(x), return grad_out * s * (1 + x * (1 - s))."),
                 Group("edge cases", 1, silu_edges,
-                      hint="Use torch.sigmoid (stable for large |x|) rather than 1 / (1 + exp(-x)) written out."),
+                      hint="Use torch.sigmoid (stable for large |x|) rather than 1 / (1 + exp(-x)) written out, and "
+                           "write the derivative with s = sigmoid(x): g * s * (1 + x * (1 - s)). A formula with "
+                           "exp(-x) in it gives inf / inf = NaN once exp(-x) overflows (x = -100 in float32)."),
             ),
         ),
     ),

@@ -6,6 +6,7 @@ import torch
 
 from ..exercise import Case, Exercise, Group, Lesson
 from ..probes import with_grad
+from ..sandbox import learner_code
 
 
 def broadcastable_pair(draw, ndim):
@@ -76,9 +77,17 @@ def dists_values(draw):
 
 
 def dists_edges(draw):
-    x = draw.randn(4, 3)
+    x = draw.randn(64, 8)   # 64 identical pairs: ||x||^2 + ||y||^2 - 2 x.y leaves some of them at -1e-16
     yield Case("", (x, x.clone()), size=36, note="identical points: zero distances, never negative")
     yield Case("", (draw.randn(1, 1), draw.randn(1, 1)), size=1, note="one point each, D = 1")
+
+
+def dists_sign_probe(fn, x, y) -> dict:
+    """The distances, and how many are below 0: the tolerance would take -1e-16 for 0, the count does not."""
+    with learner_code():
+        out = fn(x, y)
+    negative = int((out.detach() < 0).sum()) if type(out) is torch.Tensor else "no tensor"
+    return {"distances": out, "negative distances": negative}
 
 
 def dists_speed(draw):
@@ -172,8 +181,9 @@ LESSON = Lesson(
             groups=(
                 Group("values", 3, dists_values,
                       hint="d[i, j] = sum_k (x[i, k] - y[j, k])^2: give x a new axis 1 and y a new axis 0."),
-                Group("edge cases", 1, dists_edges,
-                      hint="Rounding in ||x||^2 + ||y||^2 - 2 x.y can go slightly below 0: clamp at 0."),
+                Group("edge cases", 1, dists_edges, probe=dists_sign_probe,
+                      hint="Rounding in ||x||^2 + ||y||^2 - 2 x.y can go slightly below 0 (a distance of -1e-16 "
+                           "between identical points, and sqrt gives NaN): clamp at 0 (.clamp_min(0))."),
                 Group("speed", 1, dists_speed, speed=200.0,
                       hint="Avoid Python loops over points: one broadcast expression or a matmul does all pairs."),
             ),

@@ -108,6 +108,10 @@ def pool_routing(draw):
                        ((6, 6), {"kernel_size": 3, "stride": 2, "padding": 1})]:
         yield Case("", (distinct(draw, 2, 2, *hw, signed=False),), kwargs, size=4 * hw[0] * hw[1],
                    note=", ".join(f"{k}={v}" for k, v in kwargs.items()))
+    x = (distinct(draw, 1, 2, 4, 6, signed=False) - 2.0).clamp_min(0.0)   # a ReLU's output: zeros tie
+    x[..., :2, :2] = 0.0
+    yield Case("", (x,), {"kernel_size": 2, "stride": 1}, size=48,
+               note="tied maxima (windows of zeros, as after a ReLU): the gradient goes to the first one only")
 
 
 def pool_edges(draw):
@@ -226,7 +230,10 @@ LESSON = Lesson(
                 Group("gradient routing", 2, pool_routing, probe=with_grad,
                       hint="The gradient of a max flows only to the element that was the maximum of its window "
                            "(the argmax); every other element of the window gets 0. Do not spread it over the "
-                           "whole window (that is average pooling's rule, without the division)."),
+                           "whole window (that is average pooling's rule, without the division). Where several "
+                           "elements tie for the maximum, F.max_pool2d sends the whole gradient to the first of them "
+                           "(row-major in the window), as max(dim) and argmax pick it: amax (which splits it "
+                           "between the ties) or a mask x == max (which copies it) do not."),
                 Group("edge cases", 1, pool_edges),
             ),
             hints={"shape": "Ho = floor((H + 2ph - kh) / sh) + 1 with sh = kh when stride is None; the same for Wo."},

@@ -141,6 +141,11 @@ def clip_other_p(draw):
     yield Case("", (grads_list(draw, [(4,), (3,)], torch.float64), 1.0, 3.0), size=2, note="norm_type=3")
 
 
+def clip_zero(draw):
+    yield Case("", ([torch.zeros(3, 2, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)], 1.0), size=2,
+               note="every gradient 0 (a frozen layer): the total norm is 0, nothing to scale, no division by 0")
+
+
 def clip_missing(draw):
     g = grads_list(draw, [(3,), (2, 2)], torch.float64)
     yield Case("", ([g[0], None, g[1]], 1.0), size=3, note="the second parameter has no gradient (.grad is None)")
@@ -288,6 +293,10 @@ LESSON = Lesson(
                 Group("other p", 1, clip_other_p,
                       hint="For a p-norm: total = (sum over all gradients of |g|^p)^(1/p) "
                            "(torch.linalg.vector_norm(g, p) per tensor, then of the stacked norms)."),
+                Group("zero gradients", 1, clip_zero,
+                      hint="All-zero gradients give a total norm of 0: never divide by it alone. The factor is "
+                           "min(1, max_norm / (total + 1e-6)); in Python floats max_norm / 0.0 raises "
+                           "ZeroDivisionError, and in tensors 0 * inf is NaN."),
                 Group("missing grads", 1, clip_missing,
                       hint="Skip parameters whose .grad is None."),
             ),
