@@ -19,8 +19,10 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -98,6 +100,13 @@ class QuietClient(NotebookClient):
         return None
 
 
+def socket_folder() -> pathlib.Path:
+    """A folder for a kernel's Unix sockets, on a short path (a socket's path has at most 107
+    bytes, and a batch's scratch folders can be deeper than that)."""
+    base = "/tmp" if os.access("/tmp", os.W_OK) else None
+    return pathlib.Path(tempfile.mkdtemp(prefix="minidl-ipc-", dir=base))
+
+
 def kernel_env(home: str) -> dict[str, str]:
     """The learner kernel's environment: no secrets, checks deferred, quiet progress bars."""
     env = learner_env()
@@ -131,8 +140,10 @@ class Runner:
         os.chmod(scratch, 0o711)
         km = ConfinedKernelManager(kernel_name="python3")
         km.confinement, km.home = confinement, str(self.home)
+        self.sockets = None  # the kernel's Unix sockets, when it is cut off from the network
         if confinement.offline and sys.platform.startswith("linux"):
-            km.transport, km.ip = "ipc", str(self.home / "kernel")
+            self.sockets = socket_folder()
+            km.transport, km.ip = "ipc", str(self.sockets / "kernel")
         km.connection_file = str(scratch / "kernel.json")
         self.confinement = confinement
         self.client = QuietClient(nb, km=km, kernel_name="python3", allow_errors=True, interrupt_on_timeout=False,
@@ -147,8 +158,9 @@ class Runner:
     def start(self):
         user = sandbox_user()
         if user:  # the kernel becomes the sandbox user: give it its folders
-            for path in (self.work, self.defs):
-                os.chown(path, user.pw_uid, user.pw_gid)
+            for path in (self.work, self.defs, self.sockets):
+                if path:
+                    os.chown(path, user.pw_uid, user.pw_gid)
         return self.client.setup_kernel(env=kernel_env(str(self.home)), cwd=str(self.work),
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -161,6 +173,8 @@ class Runner:
         """Kill whatever the kernels left behind (their cgroups, where there are some)."""
         for pid in self.pids:
             release(pid)
+        if self.sockets:
+            shutil.rmtree(self.sockets, ignore_errors=True)
 
     def run_cell(self, index: int, seconds: float) -> str:
         """Run one cell; 'ok', 'timeout' (interrupted or restarted) or 'died' (restarted)."""

@@ -234,10 +234,10 @@ def run_batch(folder, out, env, workers=2, cell_timeout=30):
                             start_new_session=True)
 
 
-def kill_after_the_first(proc: subprocess.Popen, store) -> int:
-    """Kill a batch run (its whole session) once it has stored one submission; how many it stored."""
-    deadline = time.monotonic() + 600
-    while not list(store.glob("*/*.json")) and time.monotonic() < deadline:
+def kill_after_the_first(proc: subprocess.Popen, store, at_least: int = 1) -> int:
+    """Kill a batch run (its whole session) once it has stored ``at_least`` submissions; how many it stored."""
+    deadline = time.monotonic() + 900
+    while len(list(store.glob("*/*.json"))) < at_least and time.monotonic() < deadline:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate()
@@ -250,7 +250,7 @@ def read_csv(path):
 
 
 @pytest.mark.slow
-def test_batch_grades_a_class_and_resumes_after_a_kill_with_the_same_grades(tmp_path, tool_env):
+def test_batch_grades_a_class_with_csvs_reports_and_the_learners_own_score(tmp_path, tool_env):
     folder = class_folder(tmp_path)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
@@ -280,16 +280,7 @@ def test_batch_grades_a_class_and_resumes_after_a_kill_with_the_same_grades(tmp_
     assert "one_hot" in page and "BEGIN HIDDEN" not in page and "hidden=True" not in page
     assert "only public cases are shown" in page
 
-    # killed as soon as the first submission is written, then started again
-    resumed = tmp_path / "resumed.csv"
-    graded_before = kill_after_the_first(run_batch(folder, resumed, env, workers=1), tmp_path / "resumed")
-    assert 1 <= graded_before < 4
-    proc = run_batch(folder, resumed, env, workers=1)
-    _, stderr = proc.communicate(timeout=900)
-    assert proc.returncode == 0, stderr[-3000:]
-    assert f"{graded_before} already graded" in stderr
-    assert read_csv(resumed) == [dict(r, notebook=r["notebook"]) for r in rows]
-    assert not list(temporary.glob("minidl-*"))  # the killed run's temporary folders are gone too
+    # (a run killed midway and resumed: tests/test_class.py, on a class of 32)
 
     # the learner's own `grade` gives the score the instructor's batch gave, once the secret is set
     os.environ["AUTOGRADER_SECRET"] = SECRET
