@@ -60,13 +60,14 @@ def run(exercise: Exercise, fn: Any, cases: list[Case], seconds: list[float]) ->
 
     Cases that need not run get the verdict of the one before: all of them once ``fn`` is
     unimplemented or calls a forbidden built-in, and the rest of a group once a case of it ran
-    out of time (so an endless loop costs one case's time per group, not the whole budget)."""
+    out of time (so an endless loop costs one case's time per group, not the whole budget). The
+    first case has more time: it also pays for the process's first calls."""
     got, ratios, stalled = [], {}, set()
     for i, case in enumerate(cases):
         if case.group in stalled:
             got.append(next(g for g, c in zip(got, cases) if c.group == case.group and g["kind"] == "timeout"))
             continue
-        out = run_case(exercise, fn, case, seconds[i])
+        out = run_case(exercise, fn, case, seconds[i] + (policy.FIRST_CASE_GRACE if i == 0 else 0.0))
         got.append(out)
         if out.get("not_implemented") or out["kind"] == "forbidden":
             got += [out] * (len(cases) - len(got))
