@@ -133,8 +133,8 @@ def judge(exercise: Exercise, cases: list[Case], expected: list[dict], got: list
     status, note = "checked", "" if shown else "; ".join(measured)  # a trained model's measurement
     unmeasured = sum(1 for r in ratios.values() if isinstance(r, float) and math.isnan(r))
     if unmeasured:
-        note = "; ".join(filter(None, [note, f"speed not measured on {unmeasured} case(s): the reference ran too "
-                                             "fast for this machine's clock (no points lost)"]))
+        note = "; ".join(filter(None, [note, f"speed not measured on {unmeasured} case(s): the reference could not "
+                                             "be timed on this machine's clock (no points lost)"]))
     if any(g.get("not_implemented") for g in got):
         status, note = "not_implemented", f"{exercise.name} is not implemented yet (it raises NotImplementedError)"
         score, shown = 0.0, []

@@ -76,8 +76,8 @@ class Execution:
 
 class ConfinedKernelManager(AsyncKernelManager):
     """A kernel manager that starts the kernel through ``python -m autograder.confine``. A kernel
-    cut off from the network is reached through Unix sockets in its home folder (its loopback is
-    not the grader's)."""
+    cut off from the network is reached through Unix sockets in a folder of their own (see
+    ``socket_folder``; its loopback is not the grader's)."""
 
     confinement: Confinement = Confinement()
     home: str | None = None
