@@ -4,6 +4,11 @@
     python -m autograder.build --check    fail if a notebook is not stamped, clean and valid
     python -m autograder.build lessons    also regenerate lessons/ with nbgrader generate_assignment
 
+Every language of the course gets its editions from the same source: the instructor notebooks in
+course/<lang>/source and the student editions in lessons/<lang>/ (English, the source language, in
+course/source and lessons/). Prose and comments come from course/translations/<lang>/ (see
+translate.py), the stamped cells' words from the message catalogue (i18n.py); the code is the same.
+
 Stamping fills the cells marked in their metadata (``{"minidl": {"role": ...}}``) from the
 catalogue and pyproject.toml: the "Open in Colab" badge, the set-up cell, one test cell per
 exercise (its check call, hidden-test block and nbgrader points), and the grade cell that ends
@@ -14,6 +19,8 @@ writes the catalogue of exercises into README.md between its two catalogue marke
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import pathlib
 import shutil
@@ -24,7 +31,7 @@ import tomllib
 
 import nbformat
 
-from . import course
+from . import course, i18n, translate
 from .catalog import EXERCISES, LESSONS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -49,13 +56,18 @@ def repository() -> str:
         return tomllib.load(f)["project"]["urls"]["Repository"].rstrip("/")
 
 
-def badge(key: str) -> str:
+def edition(lang: str) -> str:
+    """Where a language's editions live, below course/ and lessons/: "" for English, "zh/" for Chinese."""
+    return "" if lang == i18n.SOURCE_LANGUAGE else f"{lang}/"
+
+
+def badge(key: str, lang: str = "en") -> str:
     repo = repository().removeprefix("https://github.com/")
-    title = LESSONS[key].title if key in LESSONS else key
+    title = i18n.gettext_in(lang, LESSONS[key].title) if key in LESSONS else key
     return (
         f"# {key[:2]} · {title}\n\n"
         f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-        f"(https://colab.research.google.com/github/{repo}/blob/main/lessons/{key}.ipynb)"
+        f"(https://colab.research.google.com/github/{repo}/blob/main/lessons/{edition(lang)}{key}.ipynb)"
     )
 
 
@@ -65,18 +77,33 @@ KEEP = ("torch", "torchvision", "torchaudio", "numpy", "ipykernel", "ipython", "
         "jupyter-client", "jupyter-core", "tornado", "traitlets", "notebook")
 
 
-def setup() -> str:
+def literal(text: str) -> str:
+    """``text`` as Python string literals, one per line of it (an f-string where it has {names})."""
+    lines = text.split("\n")
+    return "\n".join(("f" if "{" in line else "") + json.dumps(line + ("\n" if i < len(lines) - 1 else ""),
+                                                              ensure_ascii=False)
+                     for i, line in enumerate(lines))
+
+
+def setup(lang: str = "en") -> str:
     """The set-up cell. In Colab, once per runtime, it installs the course package from the
     repository without changing a package the runtime has (``KEEP``); a failed install ends
-    with what to do, not a traceback. Everywhere it then picks the device and seeds."""
+    with what to do, not a traceback. Everywhere it then sets the language of the checks' reports,
+    picks the device and seeds."""
+    _ = functools.partial(i18n.gettext_in, lang)
+    failed = _("The course package could not be installed from {REPOSITORY}.\n"
+               "What to do: check that this runtime is connected to the internet, then run this cell again.\n"
+               "If it fails again, open the lesson anew from the course's repository page (its address may have changed),\n"
+               "or work on your own machine: clone the repository and run `make lab`.")
     return (
-        "# Set-up: run this cell first. In Colab it installs the course package once (about a minute).\n"
+        "# " + _("Set-up: run this cell first. In Colab it installs the course package once (about a minute).") + "\n"
         "import importlib.metadata, importlib.util, subprocess, sys, tempfile\n"
         "\n"
         f"REPOSITORY = \"{repository()}\"\n"
         "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"autograder\") is None:\n"
-        "    print(f\"Installing the course package from {REPOSITORY} ...\")\n"
-        "    with tempfile.NamedTemporaryFile(\"w\", suffix=\".txt\", delete=False) as keep:  # never upgrade these\n"
+        f"    print({literal(_('Installing the course package from {REPOSITORY} ...'))})\n"
+        "    with tempfile.NamedTemporaryFile(\"w\", suffix=\".txt\", delete=False) as keep:  # "
+        + _("never upgrade these") + "\n"
         f"        for name in \"{' '.join(KEEP)}\".split():\n"
         "            try:\n"
         "                keep.write(f\"{name}=={importlib.metadata.version(name)}\\n\")\n"
@@ -87,67 +114,70 @@ def setup() -> str:
         "    importlib.invalidate_caches()\n"
         "    if pip.returncode != 0:\n"
         "        class SetupFailed(Exception):\n"
-        "            def _render_traceback_(self):  # IPython shows this message instead of a traceback\n"
+        "            def _render_traceback_(self):  # " + _("IPython shows this message instead of a traceback") + "\n"
         "                return [str(self)]\n"
         "        raise SetupFailed(\n"
-        "            f\"{pip.stderr.strip()[-1500:]}\\n\\nThe course package could not be installed from {REPOSITORY}.\\n\"\n"
-        "            \"What to do: check that this runtime is connected to the internet, then run this cell again.\\n\"\n"
-        "            \"If it fails again, open the lesson anew from the course's repository page (its address may have\\n\"\n"
-        "            \"changed), or work on your own machine: clone the repository and run `make lab`.\")\n"
+        "            f\"{pip.stderr.strip()[-1500:]}\\n\\n\"\n"
+        + "\n".join("            " + line for line in literal(failed).splitlines()) + ")\n"
         "\n"
         "import torch\n"
-        "from autograder import check\n"
+        "from autograder import check, use_language\n"
         "from minidl.device import default_device, seed_everything\n"
         "\n"
+        f"use_language(\"{lang}\")  # " + _("the language of the checks' reports") + "\n"
         "device = default_device()\n"
         "seed_everything(0)\n"
-        "print(f\"torch {torch.__version__}, computing on {device}\")"
+        f"print({literal(_('torch {torch.__version__}, computing on {device}'))})"
     )
 
 
-def test_cell(exercise_id: str) -> str:
+def test_cell(exercise_id: str, lang: str = "en") -> str:
     e = EXERCISES[exercise_id]
+    _ = functools.partial(i18n.gettext_in, lang)
+    comment = _("Check your {name} ({points} points). Run this cell: the report says what to fix, and\n"
+                "the number it ends with is the score that nbgrader's Validate button and the graders read.")
     return (
-        f"# Check your {e.name} ({e.points:g} points). Run this cell: the report says what to fix, and\n"
-        "# the number it ends with is the score that nbgrader's Validate button and the graders read.\n"
-        f"check(\"{e.id}\", {e.name}).points\n"
+        "".join(f"# {line}\n" for line in comment.format(name=e.name, points=f"{e.points:g}").splitlines())
+        + f"check(\"{e.id}\", {e.name}).points\n"
         "### BEGIN HIDDEN TESTS\n"
         f"check(\"{e.id}\", {e.name}, hidden=True).points\n"
         "### END HIDDEN TESTS"
     )
 
 
-def grade_cell() -> str:
+def grade_cell(lang: str = "en") -> str:
+    _ = functools.partial(i18n.gettext_in, lang)
+    comment = _("Done? Grade this notebook as the instructor's grader does: it saves the notebook, runs it again\n"
+                "from the top and checks every exercise (a minute or two), then offers the file to submit.")
     return (
-        "# Done? Grade this notebook as the instructor's grader does: it saves the notebook, runs it again\n"
-        "# from the top and checks every exercise (a minute or two), then offers the file to submit.\n"
-        "from autograder.selfgrade import grade_this_notebook\n"
+        "".join(f"# {line}\n" for line in comment.splitlines())
+        + "from autograder.selfgrade import grade_this_notebook\n"
         "grade_this_notebook()"
     )
 
 
-def stamp(nb: nbformat.NotebookNode, key: str) -> nbformat.NotebookNode:
-    """Fill the stamped cells of ``nb`` (lesson ``key``), clear outputs, set the metadata."""
+def stamp(nb: nbformat.NotebookNode, key: str, lang: str = "en") -> nbformat.NotebookNode:
+    """Fill the stamped cells of ``nb`` (lesson ``key``) in ``lang``, clear outputs, set the metadata."""
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
-    nb.metadata["minidl"] = {"lesson": key}
+    nb.metadata["minidl"] = {"lesson": key, "lang": lang}
     if not any(c.metadata.get("minidl", {}).get("role") == "grade" for c in nb.cells):
         nb.cells.append(nbformat.v4.new_code_cell(metadata={"minidl": {"role": "grade"}}))
     for cell in nb.cells:
         role = cell.metadata.get("minidl", {}).get("role")
         if role == "badge":
-            cell.source = badge(key)
+            cell.source = badge(key, lang)
         elif role == "setup":
-            cell.source = setup()
+            cell.source = setup(lang)
         elif role == "test":
             eid = cell.metadata["minidl"]["exercise"]
-            cell.source = test_cell(eid)
+            cell.source = test_cell(eid, lang)
             cell.metadata["nbgrader"] = {
                 "grade": True, "grade_id": f"test_{EXERCISES[eid].name}", "locked": True,
                 "points": EXERCISES[eid].points, "schema_version": 3, "solution": False, "task": False,
             }
         elif role == "grade":
-            cell.source = grade_cell()
+            cell.source = grade_cell(lang)
             cell.metadata["nbgrader"] = {"grade": False, "grade_id": "grade_this_notebook", "locked": True,
                                          "schema_version": 3, "solution": False, "task": False}
         if cell.cell_type == "code":
@@ -159,6 +189,23 @@ def stamp(nb: nbformat.NotebookNode, key: str) -> nbformat.NotebookNode:
 
 def source_notebooks() -> list[tuple[str, pathlib.Path]]:
     return [(p.parent.name, p) for p in sorted(SOURCE.glob("*/*.ipynb")) if p.stem == p.parent.name]
+
+
+def translations() -> list[str]:
+    """The languages the course is translated into (those with a folder in course/translations)."""
+    return sorted(p.name for p in (SOURCE.parent / "translations").glob("*") if p.name in i18n.LANGUAGES)
+
+
+def course_dir(lang: str) -> pathlib.Path:
+    """The nbgrader course folder of a language's editions: course/, course/zh/."""
+    return SOURCE.parent / edition(lang)
+
+
+def instructor_edition(nb: nbformat.NotebookNode, key: str, lang: str) -> tuple[nbformat.NotebookNode, list[str]]:
+    """The instructor edition of lesson ``key`` in ``lang`` from its stamped English source ``nb``,
+    and the cells left in English (no current translation: ``python -m autograder.translate check``)."""
+    translated, english = translate.translated(nb, key, lang)
+    return stamp(translated, key, lang), english
 
 
 def dumps(nb: nbformat.NotebookNode) -> str:
@@ -204,12 +251,21 @@ def stamp_all(check_only: bool = False) -> list[str]:
         text = path.read_text()
         nb = nbformat.reads(text, as_version=4)
         nb.nbformat_minor = 4  # stable: no cell ids, which nbgrader 0.9 does not keep
-        new = dumps(stamp(nb, key))
-        nbformat.validate(nbformat.reads(new, as_version=4))
-        if new != text:
-            stale.append(str(path.relative_to(REPO)))
-            if not check_only:
-                path.write_text(new)
+        nb = stamp(nb, key)
+        editions = [(path, nb)]
+        for lang in translations():
+            translated, english = instructor_edition(nb, key, lang)
+            editions.append((course_dir(lang) / "source" / key / f"{key}.ipynb", translated))
+            if english and not check_only:
+                print(f"{lang}: {len(english)} cells of {key} left in English (python -m autograder.translate check)")
+        for target, edited in editions:
+            new = dumps(edited)
+            nbformat.validate(nbformat.reads(new, as_version=4))
+            if not target.exists() or new != target.read_text():
+                stale.append(str(target.relative_to(REPO)))
+                if not check_only:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(new)
     return stale
 
 
@@ -221,24 +277,25 @@ def tool_env() -> dict[str, str]:
 
 
 def generate_lessons(out: pathlib.Path = LESSONS_DIR) -> list[pathlib.Path]:
-    """Run ``nbgrader generate_assignment`` on every lesson (in a scratch copy of the course)
-    and copy the student editions to ``out``."""
+    """Run ``nbgrader generate_assignment`` on every lesson of every edition (in a scratch copy
+    of the course) and copy the student editions to ``out`` (``out/zh/`` for Chinese)."""
     written = []
-    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         course = pathlib.Path(tmp, "course")
         shutil.copytree(SOURCE.parent, course, ignore=shutil.ignore_patterns("release", "submitted", "autograded",
                                                                                  "feedback", "*.db", ".ipynb_checkpoints"))
-        for key, _ in source_notebooks():
-            subprocess.run(
-                [sys.executable, "-m", "nbgrader", "generate_assignment", key, "--force", "--log-level=ERROR"],
-                cwd=course, check=True, capture_output=True, text=True, env=tool_env(),
-            )
-            student = course / "release" / key / f"{key}.ipynb"
-            nb = nbformat.read(student, as_version=4)
-            target = out / f"{key}.ipynb"
-            target.write_text(dumps(nb))
-            written.append(target)
+        for lang in [i18n.SOURCE_LANGUAGE] + translations():
+            folder = out / edition(lang)
+            folder.mkdir(parents=True, exist_ok=True)
+            for key, _ in source_notebooks():
+                subprocess.run(
+                    [sys.executable, "-m", "nbgrader", "generate_assignment", key, "--force", "--log-level=ERROR"],
+                    cwd=course / edition(lang), check=True, capture_output=True, text=True, env=tool_env(),
+                )
+                student = course / edition(lang) / "release" / key / f"{key}.ipynb"
+                target = folder / f"{key}.ipynb"
+                target.write_text(dumps(nbformat.read(student, as_version=4)))
+                written.append(target)
     return written
 
 

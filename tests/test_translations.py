@@ -1,0 +1,135 @@
+"""The translated editions come from the one English source: every prose cell and comment is
+translated and current, the glossary is kept, the code is the English code, and a change to the
+English is caught, naming the cell. (Their grading is in test_notebooks.py and test_browser.py.)"""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import shutil
+import tokenize
+
+import nbformat
+import pytest
+
+from autograder import build, translate
+
+from .conftest import ROOT
+
+KEYS = [key for key, _ in build.source_notebooks()]
+LANGS = build.translations()
+
+
+def test_the_course_has_a_chinese_edition():
+    assert "zh" in LANGS
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("key", KEYS)
+def test_every_cell_is_translated_current_and_on_the_glossary(key, lang):
+    problems = translate.Lesson(key, lang).problems()
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_glossary_lists_each_term_once(lang):
+    terms, problems = translate.glossary(lang)
+    assert len(terms) >= 40 and not problems, problems
+
+
+def code_without_comments(source: str) -> list[tuple[int, str]]:
+    """A code cell's tokens, comments left out: what must be the same in every edition."""
+    return [(t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type not in (tokenize.COMMENT, tokenize.NL)]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("key", KEYS)
+def test_the_edition_shares_the_english_code(key, lang):
+    english = nbformat.read(ROOT / "course" / "source" / key / f"{key}.ipynb", as_version=4)
+    edition = nbformat.read(build.course_dir(lang) / "source" / key / f"{key}.ipynb", as_version=4)
+    assert edition.metadata["minidl"] == {"lesson": key, "lang": lang}
+    assert [c.cell_type for c in edition.cells] == [c.cell_type for c in english.cells]
+    for index, (ours, theirs) in enumerate(zip(english.cells, edition.cells)):
+        assert ours.metadata == theirs.metadata, f"cell {index}"
+        if ours.cell_type != "code":
+            continue
+        if ours.metadata.get("minidl", {}).get("role") == "setup":  # its messages are in each language
+            assert f'use_language("{lang}")' in theirs.source
+        else:
+            assert code_without_comments(ours.source) == code_without_comments(theirs.source), f"{key} cell {index}"
+
+
+@pytest.fixture
+def course_copy(tmp_path, monkeypatch):
+    """The sources and translations copied, and translate.py pointed at the copy."""
+    shutil.copytree(ROOT / "course" / "source", tmp_path / "course" / "source")
+    shutil.copytree(ROOT / "course" / "translations", tmp_path / "course" / "translations")
+    monkeypatch.setattr(translate, "ROOT", tmp_path)
+    monkeypatch.setattr(translate, "TRANSLATIONS", tmp_path / "course" / "translations")
+    return tmp_path
+
+
+def edit_first(path: pathlib.Path, cell_type: str, change) -> tuple[int, str]:
+    """Change the first cell of ``cell_type`` with a key; return its index and key."""
+    nb = nbformat.read(path, as_version=4)
+    index, cell = next((i, c) for i, c in enumerate(nb.cells)
+                       if c.cell_type == cell_type and translate.key_of(c) and translate.translatable(c))
+    change(cell)
+    nbformat.write(nb, path)
+    return index, translate.key_of(cell)
+
+
+def test_a_changed_english_cell_is_named(course_copy):
+    source = course_copy / "course" / "source" / "02_broadcasting" / "02_broadcasting.ipynb"
+    index, key = edit_first(source, "markdown", lambda c: setattr(c, "source", c.source + "\n\nOne more sentence."))
+    problems = translate.Lesson("02_broadcasting", "zh").problems()
+    assert len(problems) == 1 and f"02_broadcasting cell {index} ({key}:" in problems[0], problems
+    assert "the English changed after its translation" in problems[0]
+
+
+def test_a_changed_comment_is_named_and_a_new_cell_has_no_translation(course_copy):
+    source = course_copy / "course" / "source" / "01_tensors" / "01_tensors.ipynb"
+    index, key = edit_first(source, "code", lambda c: setattr(c, "source", c.source + "\nx = 1  # a new comment"))
+    nb = nbformat.read(source, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("A new paragraph about tensors."))
+    nbformat.write(nb, source)
+    problems = translate.Lesson("01_tensors", "zh").problems()
+    assert any(f"01_tensors cell {index + 1} ({key}:" in p and "changed" in p for p in problems), problems
+    assert any("01_tensors cell 1 (" in p and "has no key" in p for p in problems), problems
+    translate.Lesson("01_tensors", "zh").sync()  # keys it and writes its entry, marked todo
+    problems = translate.Lesson("01_tensors", "zh").problems()
+    assert any("01_tensors cell 1 (p" in p and "not translated yet" in p for p in problems), problems
+
+
+def test_a_missing_translation_is_named(course_copy):
+    file = translate.Lesson("05_cnn", "zh").file
+    entries = translate.read_entries(file)
+    dropped = next(iter(entries))
+    translate.write_entries(file, [e for k, e in entries.items() if k != dropped])
+    problems = translate.Lesson("05_cnn", "zh").problems()
+    assert len(problems) == 1 and f"({dropped}:" in problems[0] and "no translation" in problems[0], problems
+
+
+def test_a_term_translated_two_ways_fails(course_copy):
+    glossary = course_copy / "course" / "translations" / "zh" / "glossary.md"
+    glossary.write_text(glossary.read_text() + "| tensor | 张量体 |\n")
+    assert translate.glossary("zh")[1] == ["glossary.md: 'tensor' is translated two ways: 张量 and 张量体"]
+    # ... and a cell whose translation uses another word for a term
+    file = translate.Lesson("01_tensors", "zh").file
+    entries = translate.read_entries(file)
+    key, entry = next((k, e) for k, e in entries.items() if e.kind == "cell" and "梯度" in e.text)
+    entry.text = entry.text.replace("梯度", "斜率")
+    translate.write_entries(file, list(entries.values()))
+    problems = translate.Lesson("01_tensors", "zh").problems()
+    assert any(f"({key}:" in p and "'gradient'" in p and "梯度" in p for p in problems), problems
+
+
+def test_comments_are_replaced_in_place_and_markers_kept():
+    code = ("### BEGIN SOLUTION\n"
+            "x = 1  # one\n"
+            "# two\n"
+            "s = '# not a comment'\n"
+            "### END SOLUTION\n")
+    assert [text for _, _, text in translate.comments(code)] == ["# one", "# two"]
+    assert translate.with_comments(code, ["# 一", "# 二"]) == code.replace("# one", "# 一").replace("# two", "# 二")
