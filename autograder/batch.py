@@ -29,8 +29,9 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
-from . import outputs, policy, store
+from . import i18n, outputs, policy, store
 from .catalog import LESSONS
+from .i18n import _
 from .submission import Submission, discover
 
 TMP_PREFIX = "minidl-batch-"  # minidl-batch-<pid>-*: a grading process's temporary files
@@ -71,6 +72,18 @@ def prepare_process() -> None:
     _prepared.append(str(own))
 
 
+def submission_language(data: bytes) -> str:
+    """The language a submission is graded in: ``MINIDL_LANG`` (batch --lang), else the notebook's own."""
+    import json
+
+    if i18n.environment_language():
+        return i18n.environment_language()
+    try:
+        return i18n.notebook_language(json.loads(data.decode("utf-8", errors="replace").lstrip("\ufeff")))
+    except (ValueError, AttributeError, TypeError):
+        return i18n.SOURCE_LANGUAGE
+
+
 def grade_submission(name: str, data: bytes, lesson: str, hidden: bool, limits: policy.Limits,
                      expected: tuple[dict, dict]) -> dict:
     """Grade one notebook given as its bytes, as ``lesson``, against ``expected`` (what
@@ -83,10 +96,12 @@ def grade_submission(name: str, data: bytes, lesson: str, hidden: bool, limits: 
         with tempfile.TemporaryDirectory(prefix="minidl-submission-") as tmp:
             path = pathlib.Path(tmp) / name
             path.write_bytes(data)
-            report = grade_notebook(path, limits, hidden=hidden, expected=expected, lesson=lesson)
+            with i18n.speaking(submission_language(data)) as lang:  # its feedback in its own language
+                report = grade_notebook(path, limits, hidden=hidden, expected=expected, lesson=lesson)
+                feedback = [r._repr_html_() for r in report.results]
     except Exception as e:  # the grader's failure, not the learner's: said in the rows, graded again next run
         return {"error": f"{type(e).__name__}: {e}"[:500]}
-    return report.to_dict() | {"feedback": [r._repr_html_() for r in report.results]}
+    return report.to_dict() | {"feedback": feedback, "lang": lang}
 
 
 # -- in this process: what to grade, and what came back -------------------------------------------
@@ -94,7 +109,7 @@ def grade_submission(name: str, data: bytes, lesson: str, hidden: bool, limits: 
 def failed_report(sub: Submission, hidden: bool, error: str) -> dict:
     """The rows of a submission the grader failed on: every exercise 0 with the reason; not stored."""
     exercises = LESSONS[sub.lesson].exercises if sub.lesson else []
-    why = f"the grader failed on this notebook ({error}); it is graded again on the next run"
+    why = _("the grader failed on this notebook ({error}); it is graded again on the next run").format(error=error)
     return {"notebook": str(sub.path), "lesson": sub.lesson, "score": 0.0,
             "max_score": sum(e.points for e in exercises), "hidden_cases": hidden, "problems": [why],
             "repairs": [], "seconds": 0.0,
@@ -103,15 +118,15 @@ def failed_report(sub: Submission, hidden: bool, error: str) -> dict:
 
 
 def unknown_lesson_report(sub: Submission, hidden: bool) -> dict:
-    return failed_report(sub, hidden, "no lesson") | {"problems": [
-        "could not tell which lesson this notebook belongs to (no assignment folder, no minidl metadata, "
-        "no lesson in its file name)"]}
+    return failed_report(sub, hidden, _("no lesson")) | {"problems": [
+        _("could not tell which lesson this notebook belongs to (no assignment folder, no minidl metadata, "
+          "no lesson in its file name)")]}
 
 
 def received(sub: Submission, result: dict, key: str, hidden: bool, out: pathlib.Path) -> dict:
     """Store what a worker sent back for ``sub`` (under ``key``, its digest); the report."""
     if "error" in result:
-        print(f"error: {sub.path}: {result['error']}", file=sys.stderr)
+        print(_("error: {path}: {error}").format(path=sub.path, error=result["error"]), file=sys.stderr)
         return failed_report(sub, hidden, result["error"])
     report = result | {"notebook": str(sub.path), "student": sub.student, "digest": key}
     store.save(out, sub.student, sub.key, report)
@@ -187,11 +202,12 @@ def run(folder: pathlib.Path, csv_path: pathlib.Path, workers: int = 1, limits: 
     clean_stale(pathlib.Path(tempfile.gettempdir()))
     subs, notes = discover(folder)
     for note in notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(_("note: {note}").format(note=note), file=sys.stderr)
     tasks = plan(subs, out, hidden)
-    where = f"{workers} worker(s)" if grader is None else "the cluster"
-    print(f"{len(subs)} submissions from {len({s.student for s in subs})} students; "
-          f"{len(subs) - len(tasks)} already graded, {len(tasks)} to grade on {where}", file=sys.stderr)
+    where = _("{workers} worker(s)").format(workers=workers) if grader is None else _("the cluster")
+    print(_("{submissions} submissions from {students} students; {done} already graded, {todo} to grade on "
+            "{where}").format(submissions=len(subs), students=len({s.student for s in subs}),
+                              done=len(subs) - len(tasks), todo=len(tasks), where=where), file=sys.stderr)
     failed: dict[tuple[str, str], dict] = {}
     if tasks:
         from tqdm import tqdm
@@ -223,6 +239,6 @@ def graded(subs: list[Submission], out: pathlib.Path, hidden: bool,
         if (sub.student, sub.key) in failed:
             report = failed[(sub.student, sub.key)]
         elif report is None or report.get("digest") != store.digest(sub.path.read_bytes(), hidden, sub.lesson):
-            report = failed_report(sub, hidden, "it was not graded: the run was stopped or its worker lost")
+            report = failed_report(sub, hidden, _("it was not graded: the run was stopped or its worker lost"))
         result.append((sub, report))
     return result

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import attempt, oracle
 from .catalog import EXERCISES, lesson_of
+from .i18n import _
 from .policy import COLLECT_ENV
 from .report import Result
 from .runner import CaseTimeout, time_limit
@@ -27,18 +28,20 @@ def check(exercise_id: str, fn: Any = None, hidden: bool = False) -> Result:
     if exercise is None:
         close = difflib.get_close_matches(str(exercise_id), EXERCISES, n=3)
         return Result(str(exercise_id), "", 0.0, 0.0, 0, 0, status="error",
-                      note=f"there is no exercise {exercise_id!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+                      note=_("there is no exercise {id!r}").format(id=exercise_id)
+                      + (_("; did you mean {names}?").format(names=", ".join(close)) if close else ""))
     if os.environ.get(COLLECT_ENV):
-        return attempt.zero(exercise, "deferred", "checked by the grader after the notebook has run")
+        return attempt.zero(exercise, "deferred", _("checked by the grader after the notebook has run"))
     if fn is None or not callable(fn):
-        what = "a trained model (an nn.Module)" if exercise.threshold is not None else "a function or class"
-        return attempt.zero(exercise, "missing", f"{exercise.name} is not defined, or is not {what}")
+        what = _("a trained model (an nn.Module)") if exercise.threshold is not None else _("a function or class")
+        return attempt.zero(exercise, "missing", _("{name} is not defined, or is not {what}").format(
+            name=exercise.name, what=what))
     ids = [e.id for e in lesson_of(exercise_id).exercises]
     try:
         public = oracle.cases_and_expected(ids)[exercise_id]
         secret = oracle.cases_and_expected(ids, hidden=True)[exercise_id] if hidden else None
     except Exception as e:  # the course's fault, never the learner's: say so, quietly
-        return attempt.zero(exercise, "error", f"grader error (not your fault): {e}")
+        return attempt.zero(exercise, "error", _("grader error (not your fault): {error}").format(error=e))
     plan = attempt.prepare(exercise, public, secret)
     got, ratios = attempt.run(exercise, fn, plan.cases, plan.seconds)
     return attempt.score(plan, got, ratios)
@@ -55,15 +58,15 @@ def yours(name: str, run: Callable[[Any], Any], seconds: float = 5.0) -> Any:
     names = shell.user_ns if shell is not None else sys._getframe(1).f_globals  # the notebook's, or the caller's
     mine = names.get(name)
     if mine is None:
-        print(f"  your {name}: not defined yet")
+        print(_("  your {name}: not defined yet").format(name=name))
         return None
     try:
         with time_limit(seconds):
             return run(mine)
     except CaseTimeout:
-        print(f"  your {name} did not finish within {seconds:g} s (an endless loop?)")
+        print(_("  your {name} did not finish within {seconds:g} s (an endless loop?)").format(name=name, seconds=seconds))
     except NotImplementedError:
-        print(f"  your {name}: not implemented yet")
+        print(_("  your {name}: not implemented yet").format(name=name))
     except Exception as err:  # noqa: BLE001 (the learner's error, reported in words)
-        print(f"  your {name} raised {type(err).__name__}: {err}")
+        print(_("  your {name} raised {error}").format(name=name, error=f"{type(err).__name__}: {err}"))
     return None

@@ -7,8 +7,9 @@ import json
 import pathlib
 import sys
 
-from . import policy
+from . import i18n, policy
 from .catalog import LESSONS
+from .i18n import _
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -39,16 +40,37 @@ def use_secret(args: argparse.Namespace) -> policy.Secret:
     return secret
 
 
+def chosen_language(args: argparse.Namespace, notebooks: list[pathlib.Path] = ()) -> str:
+    """The language ``grade`` and ``progress`` speak: ``--lang``, else the user's locale (``LANG``...),
+    else the (first) notebook's metadata, else English; ``MINIDL_LANG`` wins over all of them."""
+    if i18n.environment_language():
+        return i18n.environment_language()
+    if args.lang:
+        return i18n.normalize(args.lang) or i18n.SOURCE_LANGUAGE
+    if i18n.locale_language():
+        return i18n.locale_language()
+    from .notebook import read
+
+    for path in notebooks:
+        if path.is_file():
+            nb = read(path).nb
+            return i18n.notebook_language(nb) if nb is not None else i18n.SOURCE_LANGUAGE
+    return i18n.SOURCE_LANGUAGE
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from .grading import grade_notebook
 
     path = pathlib.Path(args.notebook)
+    i18n.use_language(chosen_language(args, [path]))
     if not path.is_file():
-        print(f"error: {path} is not a file; give the path of a notebook (.ipynb). In Colab, grade from the "
-              "notebook itself with grade_this_notebook() (the last cell of every lesson)", file=sys.stderr)
+        print(_("error: {path} is not a file; give the path of a notebook (.ipynb). In Colab, grade from the "
+                "notebook itself with grade_this_notebook() (the last cell of every lesson)").format(path=path),
+              file=sys.stderr)
         return 2
     use_secret(args)
-    report = grade_notebook(path, limits(args))
+    with i18n.speaking(i18n.language()):  # the notebook's kernel and the checking worker speak it too
+        report = grade_notebook(path, limits(args))
     print(report.table())
     if args.json:
         with open(args.json, "w") as f:
@@ -60,35 +82,44 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from . import batch, outputs
     from .submission import discover, submissions_root
 
+    if args.lang:  # else each student's notebook speaks its own language (a class may mix editions)
+        if i18n.normalize(args.lang) is None:
+            print(f"error: --lang {args.lang}: the course has {', '.join(i18n.LANGUAGES)}", file=sys.stderr)
+            return 2
+        i18n.use_language(args.lang)
+    else:
+        i18n.use_language(i18n.locale_language() or i18n.SOURCE_LANGUAGE)  # the TA's own messages
     secret = use_secret(args)
     folder, csv_path = pathlib.Path(args.folder), pathlib.Path(args.out)
     if not folder.is_dir():
-        print(f"{folder} is not a folder", file=sys.stderr)
+        print(_("{folder} is not a folder").format(folder=folder), file=sys.stderr)
         return 2
     root = submissions_root(folder).resolve()
     if any(p.resolve().is_relative_to(root) for p in (csv_path.parent, csv_path.with_suffix(""))):
-        print(f"--out {args.out} is inside the submissions ({root}): the grades would lie among them; "
-              "write them elsewhere", file=sys.stderr)
+        print(_("--out {out} is inside the submissions ({root}): the grades would lie among them; "
+                "write them elsewhere").format(out=args.out, root=root), file=sys.stderr)
         return 2
     if args.gradebook and not secret and not args.public_only_ok:
-        print("--gradebook: refusing to write scores of public cases only over the gradebook's; give the "
-              "secret (--secret-file FILE) or pass --public-only-ok", file=sys.stderr)
+        print(_("--gradebook: refusing to write scores of public cases only over the gradebook's; give the "
+                "secret (--secret-file FILE) or pass --public-only-ok"), file=sys.stderr)
         return 2
     if args.scheduler or args.scheduler_file:
         from . import cluster
 
-        with cluster.connect(args.scheduler, args.scheduler_file) as client:
+        with cluster.connect(args.scheduler, args.scheduler_file) as client, i18n.speaking(args.lang):
             rows = batch.run(folder, csv_path, limits=limits(args), grader=cluster.grader(client))
     else:
-        rows = batch.run(folder, csv_path, workers=args.workers, limits=limits(args))
+        with i18n.speaking(args.lang):  # MINIDL_LANG: the pool's processes speak it too
+            rows = batch.run(folder, csv_path, workers=args.workers, limits=limits(args))
     students = len({r["student"] for r in rows})
-    print(f"{len(rows)} rows for {students} students in {args.out} (one row per student in "
-          f"{outputs.students_csv(csv_path)}); JSON and HTML feedback in {csv_path.with_suffix('')}/")
+    print(_("{rows} rows for {students} students in {out} (one row per student in {students_csv}); JSON and HTML "
+            "feedback in {folder}/").format(rows=len(rows), students=students, out=args.out,
+                                           students_csv=outputs.students_csv(csv_path), folder=csv_path.with_suffix("")))
     if args.gradebook:
-        subs, _ = discover(folder)
+        subs, _notes = discover(folder)
         reports = batch.graded(subs, csv_path.with_suffix(""), bool(secret))
         written = outputs.write_gradebook(args.gradebook, reports, public_only_ok=args.public_only_ok)
-        print(f"{written} scores written into the gradebook {args.gradebook}")
+        print(_("{count} scores written into the gradebook {gradebook}").format(count=written, gradebook=args.gradebook))
     if args.insight:
         write_insight(csv_path, pathlib.Path(args.insight), names=False)
     return 0
@@ -119,7 +150,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     except ScaffoldError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    declaration, _, notebook = written
+    declaration, _register, notebook = written
     print("\n".join(f"wrote {p}" for p in written))
     print(f"Next: write the reference and the cases in {declaration}, the solution in {notebook} (its student "
           "edition gets a stub), then `make notebooks`: it checks the declaration and stamps the test cell.")
@@ -129,8 +160,13 @@ def cmd_new(args: argparse.Namespace) -> int:
 def cmd_progress(args: argparse.Namespace) -> int:
     from .progress import progress
 
+    from .catalog import LESSONS
+
+    folder = pathlib.Path(args.folder)
+    i18n.use_language(chosen_language(args, [folder / f"{key}.ipynb" for key in LESSONS]))
     use_secret(args)
-    print(progress(pathlib.Path(args.folder), limits(args), refresh=args.refresh))
+    with i18n.speaking(i18n.language()):
+        print(progress(folder, limits(args), refresh=args.refresh))
     return 0
 
 
@@ -145,6 +181,10 @@ def add_limits(p: argparse.ArgumentParser) -> None:
                    help=f"seconds for the whole notebook (default {policy.NOTEBOOK_SECONDS})")
     p.add_argument("--memory", type=int, default=policy.MEMORY_MB,
                    help=f"MB of address space for learner code (default {policy.MEMORY_MB})")
+    p.add_argument("--lang", metavar="LANG", help="the language of the report: "
+                   + ", ".join(f"{code} ({name})" for code, (_folder, name) in i18n.LANGUAGES.items())
+                   + "; default: $MINIDL_LANG, else (grade, progress) your locale ($LANG) or the notebook's "
+                     "language, (batch) each notebook's own language")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .i18n import N_, _
+
 # Tolerances (rtol, atol) per dtype for values compared with the reference.
 DEFAULT_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
     torch.float16: (1e-2, 1e-3),
@@ -110,8 +112,8 @@ class Threshold:
     def goal(self) -> str:
         """'full points from 0.97, none at 0.8 or below' in words."""
         if self.full > self.zero:
-            return f"full points from {self.full:g}, none at {self.zero:g} or below"
-        return f"full points at {self.full:g} or below, none from {self.zero:g}"
+            return _("full points from {full:g}, none at {zero:g} or below").format(full=self.full, zero=self.zero)
+        return _("full points at {full:g} or below, none from {zero:g}").format(full=self.full, zero=self.zero)
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,7 @@ class Exercise:
     def reference(self) -> Callable[..., Any]:
         import importlib
 
-        module, _, name = self.reference_path.rpartition(".")
+        module, _dot, name = self.reference_path.rpartition(".")
         return getattr(importlib.import_module(module), name)
 
     def tolerance(self, dtype: torch.dtype) -> tuple[float, float]:
@@ -190,15 +192,15 @@ class Lesson:
 
 
 GENERIC_HINTS: dict[str, str] = {
-    "shape": "Check which dimensions your result keeps; print the shapes of your intermediates.",
-    "dtype": "Create new tensors with the input's dtype (e.g. torch.zeros(..., dtype=x.dtype)).",
-    "device": "Create new tensors on the input's device (e.g. torch.zeros(..., device=x.device)).",
-    "nonfinite": "Your result has NaN or inf where the expected one is finite: look for an "
-    "overflow (exp of a large number) or a division by zero.",
-    "type": "Return exactly the type the exercise asks for.",
-    "raised": "Your code raised an exception on this input; run it on the input shown.",
-    "no_raise": "This input is invalid: the exercise asks you to raise an exception for it.",
-    "forbidden": "Build it from simpler operations, as the lesson shows.",
-    "timeout": "Your code took too long on this input: look for an endless loop.",
-    "slow": "Replace Python loops over elements with whole-tensor operations.",
+    "shape": N_("Check which dimensions your result keeps; print the shapes of your intermediates."),
+    "dtype": N_("Create new tensors with the input's dtype (e.g. torch.zeros(..., dtype=x.dtype))."),
+    "device": N_("Create new tensors on the input's device (e.g. torch.zeros(..., device=x.device))."),
+    "nonfinite": N_("Your result has NaN or inf where the expected one is finite: look for an "
+    "overflow (exp of a large number) or a division by zero."),
+    "type": N_("Return exactly the type the exercise asks for."),
+    "raised": N_("Your code raised an exception on this input; run it on the input shown."),
+    "no_raise": N_("This input is invalid: the exercise asks you to raise an exception for it."),
+    "forbidden": N_("Build it from simpler operations, as the lesson shows."),
+    "timeout": N_("Your code took too long on this input: look for an endless loop."),
+    "slow": N_("Replace Python loops over elements with whole-tensor operations."),
 }

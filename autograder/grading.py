@@ -23,6 +23,7 @@ from . import kernel, notebook, oracle, policy, submission
 from .catalog import LESSONS
 from .attempt import prepare, score, zero
 from .confine import Confinement, offline_possible, release, sandbox_user
+from .i18n import _
 from .policy import Limits
 from .report import Result
 
@@ -67,24 +68,24 @@ class Report:
 
     def table(self) -> str:
         width = max([len(r.exercise) for r in self.results] + [8])
-        lines = [f"{self.notebook}  (lesson {self.lesson or '?'})"]
+        lines = [_("{notebook}  (lesson {lesson})").format(notebook=self.notebook, lesson=self.lesson or "?")]
         lines += [f"  ! {p}" for p in self.problems]
         lines += [f"  ~ {r}" for r in self.repairs]
         for r in self.results:
             lines.append(f"  {r.exercise:<{width}}  {r.points:>5g} / {r.max_score:<3g} {'ok ' if r.passed else '-- '} {r.message}")
             if r.hint:
-                lines.append(f"  {'':<{width}}  {'':>5}   {'':<3}     hint: {r.hint}")
+                lines.append(f"  {'':<{width}}  {'':>5}   {'':<3}     " + _("hint: {hint}").format(hint=_(r.hint)))
         pct = 100 * self.score / self.max_score if self.max_score else 0.0
-        lines.append(f"  {'total':<{width}}  {self.score:>5g} / {self.max_score:<3g} ({pct:.0f}%)"
-                     + ("" if self.hidden else "   public cases only (no instructor secret set)"))
+        lines.append(f"  {_('total'):<{width}}  {self.score:>5g} / {self.max_score:<3g} ({pct:.0f}%)"
+                     + ("" if self.hidden else "   " + _("public cases only (no instructor secret set)")))
         return "\n".join(lines)
 
 
 def missing_note(name: str, callables: set[str]) -> str:
     """'one_hot is not defined in the notebook (did you rename it? the notebook has onehot)'."""
     close = difflib.get_close_matches(name, sorted(callables), n=2, cutoff=0.7)
-    return f"{name} is not defined in the notebook" + (
-        f" (did you rename it? the notebook defines {' and '.join(close)})" if close else "")
+    return _("{name} is not defined in the notebook").format(name=name) + (
+        _(" (did you rename it? the notebook defines {names})").format(names=_(" and ").join(close)) if close else "")
 
 
 def expected_values(key: str, hidden: bool) -> tuple[dict, dict]:
@@ -111,12 +112,13 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
     if loaded.problem:
         report.problems.append(loaded.problem)
     if key is None:
-        report.problems.append("could not tell which lesson this notebook belongs to (no minidl metadata, "
-                               "no lesson in its name, no check calls)")
+        report.problems.append(_("could not tell which lesson this notebook belongs to (no minidl metadata, "
+                                 "no lesson in its name, no check calls)"))
         return report
     exercises = list(LESSONS[key].exercises)
     if nb is None:
-        report.results = [zero(e, "error", f"the notebook could not be read: {loaded.problem}") for e in exercises]
+        report.results = [zero(e, "error", _("the notebook could not be read: {problem}").format(problem=loaded.problem))
+                          for e in exercises]
         return report
     report.repairs += notebook.diagnose(nb, key)
     with tempfile.TemporaryDirectory(prefix="minidl-grade-", ignore_cleanup_errors=True) as tmp:
@@ -128,9 +130,9 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
                                kernel_confinement(limits))
         report.problems += run.problems
         if hidden and not offline_possible():  # what a learner's code could send: the hidden cases
-            report.problems.append("learner code could reach the network while it was graded: this machine lets the "
-                                   "grader make no network namespace (grade as root, or allow unprivileged user "
-                                   "namespaces)")
+            report.problems.append(_("learner code could reach the network while it was graded: this machine lets the "
+                                     "grader make no network namespace (grade as root, or allow unprivileged user "
+                                     "namespaces)"))
         report.seconds = run.seconds
         public, secret = expected_values(key, hidden) if expected is None else expected
         attempts = []  # one per exercise the notebook defines
@@ -138,7 +140,8 @@ def grade_notebook(path: str | os.PathLike, limits: Limits | None = None, hidden
             state = run.definitions.get(exercise.name, "missing")
             if state != "ok":
                 note = (missing_note(exercise.name, run.callables) if state == "missing"
-                        else f"{exercise.name} could not be taken out of the notebook ({state})")
+                        else _("{name} could not be taken out of the notebook ({state})").format(name=exercise.name,
+                                                                                                  state=state))
                 report.results.append(zero(exercise, "missing", note))
                 continue
             attempts.append(prepare(exercise, public[exercise.id], secret[exercise.id] if hidden else None))
@@ -185,28 +188,31 @@ def answer(attempt, code, path: pathlib.Path, log: pathlib.Path) -> Result:
     """One exercise's result from its child's exit code and answer file."""
     exercise = attempt.exercise
     if code == "lost":
-        return zero(exercise, "error", f"the process checking {exercise.name} was lost (the checks of the "
-                                       "exercises before it took all the time)")
+        return zero(exercise, "error", _("the process checking {name} was lost (the checks of the "
+                                         "exercises before it took all the time)").format(name=exercise.name))
     if code is None:
-        return zero(exercise, "error", f"checking {exercise.name} took longer than its {attempt.budget:g} s "
-                                       "(the reference's time on every case, many times over), so it was stopped")
+        return zero(exercise, "error", _("checking {name} took longer than its {seconds:g} s (the reference's "
+                                         "time on every case, many times over), so it was stopped").format(
+                                             name=exercise.name, seconds=attempt.budget))
     if code != 0 or not path.exists():
-        return zero(exercise, "error", f"your {exercise.name} crashed the process that checks it "
-                                       f"({crash_reason(code, log)})")
+        return zero(exercise, "error", _("your {name} crashed the process that checks it ({reason})").format(
+            name=exercise.name, reason=crash_reason(code, log)))
     try:
         answer_data = torch.load(path, weights_only=True)
         got, ratios, tampered = answer_data["got"], answer_data["ratios"], answer_data["tampered"]
         if not isinstance(got, list) or len(got) != len(attempt.cases) or not isinstance(ratios, dict):
             raise ValueError("wrong number of outputs")
     except Exception:
-        return zero(exercise, "error", f"the outputs of {exercise.name} could not be read back as plain data")
+        return zero(exercise, "error", _("the outputs of {name} could not be read back as plain data").format(
+            name=exercise.name))
     if tampered:
-        return zero(exercise, "error", f"your {exercise.name} replaced the grader's own code "
-                                       f"({', '.join(tampered[:3])}), so it scores 0")
+        return zero(exercise, "error", _("your {name} replaced the grader's own code ({names}), so it scores 0").format(
+            name=exercise.name, names=", ".join(tampered[:3])))
     try:
         return score(attempt, got, ratios)
     except Exception as e:  # outputs shaped like plain trees but not quite: the learner's doing
-        return zero(exercise, "error", f"the outputs of {exercise.name} could not be judged ({type(e).__name__})")
+        return zero(exercise, "error", _("the outputs of {name} could not be judged ({error})").format(
+            name=exercise.name, error=type(e).__name__))
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -223,9 +229,9 @@ def crash_reason(code: int, log: pathlib.Path) -> str:
     """Words for a checking process's exit: a signal, running out of memory or CPU time, or an exit code."""
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
     if "MemoryError" in tail or "std::bad_alloc" in tail or "DefaultCPUAllocator: can't allocate" in tail:
-        return "it ran out of memory"
+        return _("it ran out of memory")
     if code == -signal.SIGXCPU or code == -signal.SIGKILL:
-        return "it used more CPU time than allowed, or was killed"
+        return _("it used more CPU time than allowed, or was killed")
     if code < 0:
-        return f"killed by signal {signal.Signals(-code).name}"
-    return f"exit code {code}"
+        return _("killed by signal {signal}").format(signal=signal.Signals(-code).name)
+    return _("exit code {code}").format(code=code)

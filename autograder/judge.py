@@ -9,7 +9,9 @@ from __future__ import annotations
 import inspect
 import math
 
+from . import i18n
 from .exercise import Case, Exercise
+from .i18n import _
 from .plain import compare, describe, plain
 from .report import Failure, Result
 
@@ -36,7 +38,7 @@ def describe_inputs(exercise: Exercise, case: Case) -> str:
             parts.append(f"{name}: {describe(node)}")
         else:
             parts.append(f"{name}={value!r}")
-    return ", ".join(parts) + (f"   ({case.note})" if case.note else "")
+    return ", ".join(parts) + (f"   ({i18n.note(case.note)})" if case.note else "")
 
 
 def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: float | None) -> Failure | None:
@@ -44,15 +46,16 @@ def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: fl
     kind = got["kind"]
     if kind == "forbidden":
         names = ", ".join(got["names"])
-        message = f"this exercise asks you to build {exercise.name} yourself; {names} is off-limits here"
+        message = _("this exercise asks you to build {name} yourself; {names} is off-limits here").format(
+            name=exercise.name, names=names)
         return Failure(case.group, "", message, "forbidden", exercise.hint_for(case.group, "forbidden"))
     limit = exercise.group(case.group).speed
     if kind == "timeout" and limit:  # a timing case's time limit is itself far beyond the allowed ratio
-        message = (f"slower than the reference by more than {limit:g}x on this input: your code did not finish "
-                   f"within {got['seconds']:g} s")
+        message = _("slower than the reference by more than {limit:g}x on this input: your code did not finish "
+                    "within {seconds:g} s").format(limit=limit, seconds=got["seconds"])
         return Failure(case.group, "", message, "slow", exercise.hint_for(case.group, "slow"))
     if kind == "timeout":
-        message = f"your code did not finish within {got['seconds']:g} s"
+        message = _("your code did not finish within {seconds:g} s").format(seconds=got["seconds"])
         return Failure(case.group, "", message, "timeout", exercise.hint_for(case.group, "timeout"))
     mismatch = compare(expected, got, exercise.tolerance)
     if mismatch:
@@ -60,9 +63,10 @@ def verdict(exercise: Exercise, case: Case, expected: dict, got: dict, ratio: fl
                        exercise.hint_for(case.group, mismatch.symptom), where=mismatch.details.get("where", "")
                        if isinstance(mismatch.details.get("where"), str) else "")
     if limit and ratio is not None and ratio > limit:  # NaN (not measured) is never > limit
-        message = (f"correct, but {ratio:.1f}x slower than the reference on this input (allowed: {limit:g}x)"
+        message = (_("correct, but {ratio:.1f}x slower than the reference on this input (allowed: {limit:g}x)")
                    if ratio != math.inf else
-                   f"correct, but the timing runs did not finish within the time {limit:g}x the reference's allows")
+                   _("correct, but the timing runs did not finish within the time {limit:g}x the reference's allows")
+                   ).format(ratio=ratio, limit=limit)
         return Failure(case.group, "", message, "slow", exercise.hint_for(case.group, "slow"))
     return None
 
@@ -78,20 +82,22 @@ def measure(exercise: Exercise, case: Case, expected: dict, got: dict) -> tuple[
         message = f"{exercise.name}: {got['message']}"
         return 0.0, Failure(case.group, "", message, "type", exercise.hint_for(case.group, "type")), ""
     if kind == "raised":
-        return 0.0, Failure(case.group, "", f"your model raised {describe(got)}", "raised",
+        return 0.0, Failure(case.group, "", _("your model raised {error}").format(error=describe(got)), "raised",
                             exercise.hint_for(case.group, "raised"), where=got.get("where", "")), ""
     if kind != "tensor" or got["data"] is None:
-        message = f"your model should return a tensor, but it returned {describe(got)}"
+        message = _("your model should return a tensor, but it returned {what}").format(what=describe(got))
         return 0.0, Failure(case.group, "", message, "type", exercise.hint_for(case.group, "type")), ""
     try:
         value = rule.metric(got["data"], expected["data"])
     except ValueError as e:  # the output's shape or type does not fit: the metric says why
         return 0.0, Failure(case.group, "", str(e), "shape", exercise.hint_for(case.group, "shape")), ""
-    measured = f"{rule.name} {value:.3f}{' ' + rule.unit if rule.unit else ''} on {case.note}"
+    measured = _("{metric} {value:.3f}{unit} on {cases}").format(
+        metric=_(rule.name), value=value, unit=" " + _(rule.unit) if rule.unit else "", cases=i18n.note(case.note))
     fraction = rule.fraction(value)
     if fraction >= 1.0:
         return 1.0, None, measured
-    message = f"{measured}: {rule.goal()}, so {fraction:.0%} of the points"
+    message = _("{measured}: {goal}, so {share:.0%} of the points").format(measured=measured, goal=rule.goal(),
+                                                                            share=fraction)
     return fraction, Failure(case.group, "", message, "metric", exercise.hint_for(case.group, "metric")), measured
 
 
@@ -133,20 +139,21 @@ def judge(exercise: Exercise, cases: list[Case], expected: list[dict], got: list
     status, note = "checked", "" if shown else "; ".join(measured)  # a trained model's measurement
     unmeasured = sum(1 for r in ratios.values() if isinstance(r, float) and math.isnan(r))
     if unmeasured:
-        note = "; ".join(filter(None, [note, f"speed not measured on {unmeasured} case(s): the reference could not "
-                                             "be timed on this machine's clock (no points lost)"]))
+        note = "; ".join(filter(None, [note, _("speed not measured on {count} case(s): the reference could not "
+                                               "be timed on this machine's clock (no points lost)").format(count=unmeasured)]))
     if any(g.get("not_implemented") for g in got):
-        status, note = "not_implemented", f"{exercise.name} is not implemented yet (it raises NotImplementedError)"
+        status, note = "not_implemented", _("{name} is not implemented yet (it raises NotImplementedError)").format(
+            name=exercise.name)
         score, shown = 0.0, []
     elif any(g["kind"] == "forbidden" for g in got):
         status, score = "forbidden", 0.0
         forbidden = next(i for i, g in enumerate(got) if g["kind"] == "forbidden")
         shown = [f for f in (verdict(exercise, cases[forbidden], expected[forbidden], got[forbidden], None),) if f]
         shown[0].inputs = describe_inputs(exercise, cases[forbidden])
-        note = "a forbidden built-in was called, so this exercise scores 0"
+        note = _("a forbidden built-in was called, so this exercise scores 0")
     return Result(
         exercise=exercise.id, title=exercise.title, score=score, max_score=exercise.points,
-        cases=len(cases), passed_cases=sum(p for p, _ in tally.values()),
+        cases=len(cases), passed_cases=sum(p for p, _total in tally.values()),
         groups=[(name, p, t) for name, (p, t) in tally.items() if t], failures=shown,
         status=status, note=note, hidden_cases=0 if hidden_from is None else len(cases) - hidden_from,
     )

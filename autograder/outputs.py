@@ -16,7 +16,9 @@ import json
 import pathlib
 import sys
 
+from . import i18n
 from .store import write_atomic
+from .i18n import _
 
 FIELDS = ["student", "lesson", "exercise", "score", "max_score", "passed", "status", "message", "problems",
           "notes", "hidden_cases", "notebook"]
@@ -36,8 +38,8 @@ def message(e: dict) -> str:
     """An exercise's message; for partial credit whose failing cases are all hidden, what failed."""
     if e["status"] == "checked" and not e["passed"] and e["message"] in ("checked", ""):
         failed = e.get("cases", 0) - e.get("passed_cases", 0)
-        return (f"{failed} of {e.get('cases', 0)} cases failed, all of them hidden cases (not shown); "
-                "the public cases pass")
+        return _("{failed} of {cases} cases failed, all of them hidden cases (not shown); "
+                 "the public cases pass").format(failed=failed, cases=e.get("cases", 0))
     return e["message"]
 
 
@@ -48,7 +50,7 @@ def exercise_rows(student: str, key: str, notebook: str, report: dict, notes: tu
     rows = [dict(common, exercise=e["id"], score=e["score"], max_score=e["max_score"], passed=e["passed"],
                  status=e["status"], message=message(e)) for e in report["exercises"]]
     return rows or [dict(common, exercise="", score=0, max_score=0, passed=False, status="error",
-                         message="; ".join(report["problems"]) or "nothing could be graded")]
+                         message="; ".join(report["problems"]) or _("nothing could be graded"))]
 
 
 def csv_text(fields: list[str], rows: list[dict]) -> str:
@@ -99,13 +101,22 @@ def write(graded: list[tuple[object, dict]], out: pathlib.Path, csv_path: pathli
 
 
 def feedback_page(student: str, reports: list[dict]) -> str:
-    """One student's feedback: each lesson's exercises with the first failing public case."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback for {html.escape(student)}</title>"
-             "</head><body style='font-family:sans-serif;max-width:60em'>", f"<h1>Feedback for {html.escape(student)}</h1>"]
+    """One student's feedback: each lesson's exercises with the first failing public case, in the
+    language the student's notebooks were graded in (``lang`` of the reports; English when unset)."""
+    lang = next((r["lang"] for r in reports if i18n.normalize(r.get("lang"))), i18n.SOURCE_LANGUAGE)
+    with i18n.speaking(lang):
+        return _feedback_page(student, reports, lang)
+
+
+def _feedback_page(student: str, reports: list[dict], lang: str) -> str:
+    title = _("Feedback for {student}").format(student=html.escape(student))
+    code = "zh-CN" if lang == "zh" else lang
+    parts = [f"<!DOCTYPE html><html lang='{code}'><head><meta charset='utf-8'><title>{title}</title>"
+             "</head><body style='font-family:sans-serif;max-width:60em'>", f"<h1>{title}</h1>"]
     for r in reports:
         parts.append(f"<h2>{html.escape(r.get('lesson') or r['notebook'])}: {r['score']:g} / {r['max_score']:g}</h2>")
         if r["hidden_cases"]:
-            parts.append("<p><i>The score includes hidden cases; only public cases are shown.</i></p>")
+            parts.append("<p><i>" + _("The score includes hidden cases; only public cases are shown.") + "</i></p>")
         for note in r["problems"] + r.get("repairs", []) + r.get("notes", []):
             parts.append(f"<p>&#9888; {html.escape(note)}</p>")
         feedback = r.get("feedback", [])

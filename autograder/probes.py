@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .i18n import _
 from .sandbox import learner_code
 
 
@@ -56,10 +57,10 @@ def _gradients(fn: Callable[..., Any], args: tuple, kwargs: dict, names: list[st
         out = fn(*inputs, **kwargs)
     outs = list(out) if type(out) is tuple else [out]
     if not outs or any(type(o) is not torch.Tensor or not o.requires_grad for o in outs):
-        raise NotDifferentiable(
+        raise NotDifferentiable(_(
             "your output is not connected to the inputs' autograd graph (did you use .detach(), "
             ".item(), .numpy() or build it with torch.tensor(...)?)"
-        )
+        ))
     leaves = []
     for name, arg in zip(names, inputs):
         if type(arg) is tuple:
@@ -95,8 +96,8 @@ def model_output(model: Any, inputs: torch.Tensor) -> torch.Tensor:
     A copy is evaluated, so the learner's own model keeps its device and its train/eval mode."""
     with learner_code(), torch.no_grad():
         if not callable(model):
-            raise NotAModel(f"this should be your trained model (an nn.Module), not an object of type "
-                            f"{type(model).__name__}")
+            raise NotAModel(_("this should be your trained model (an nn.Module), not an object of type "
+                              "{type}").format(type=type(model).__name__))
         if isinstance(model, torch.nn.Module):
             model = copy.deepcopy(model).to(inputs.device).eval()  # dropout off, batch norm's running statistics
         out = model(inputs)

@@ -11,6 +11,7 @@ import json
 import pathlib
 
 from .catalog import LESSONS
+from .i18n import _
 
 
 def cached_report(path: pathlib.Path, limits, refresh: bool) -> dict:
@@ -36,13 +37,14 @@ def cached_report(path: pathlib.Path, limits, refresh: bool) -> dict:
 def progress(folder: pathlib.Path, limits=None, refresh: bool = False) -> str:
     """A table: per lesson, score / max and exercises passed; then the course total."""
     notebooks = {key: folder / f"{key}.ipynb" for key in LESSONS}
-    lines = [f"{'lesson':<18} {'score':>13} {'exercises passed':>18}"]
+    lines = [f"{_('lesson'):<18} {_('score'):>13} {_('exercises passed'):>18}"]
     total = maximum = passed = count = 0
     for key, path in notebooks.items():
         exercises = LESSONS[key].exercises
         points = sum(e.points for e in exercises)
         if not path.exists():
-            lines.append(f"{key:<18} {'-':>6} / {points:<4g} {'-':>11} / {len(exercises)}   (no {path.name} here)")
+            lines.append(f"{key:<18} {'-':>6} / {points:<4g} {'-':>11} / {len(exercises)}   "
+                         + _("(no {file} here)").format(file=path.name))
             maximum, count = maximum + points, count + len(exercises)
             continue
         report = cached_report(path, limits, refresh)
@@ -52,5 +54,5 @@ def progress(folder: pathlib.Path, limits=None, refresh: bool = False) -> str:
         total, maximum = total + report["score"], maximum + report["max_score"]
         passed, count = passed + ok, count + len(report["exercises"])
     pct = 100 * total / maximum if maximum else 0
-    lines.append(f"{'course':<18} {total:>6g} / {maximum:<4g} {passed:>11} / {count}   ({pct:.0f}%)")
+    lines.append(f"{_('course'):<18} {total:>6g} / {maximum:<4g} {passed:>11} / {count}   ({pct:.0f}%)")
     return "\n".join(lines)

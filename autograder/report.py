@@ -6,6 +6,8 @@ import dataclasses
 import html
 from dataclasses import dataclass, field
 
+from .i18n import _
+
 
 @dataclass
 class Failure:
@@ -37,10 +39,12 @@ class Points(float):
 
     def _repr_html_(self) -> str:
         r = self.result
-        cases = f"hidden cases included: {r.hidden_cases}" if r.hidden_cases else "public cases"
+        cases = (_("hidden cases included: {count}").format(count=r.hidden_cases) if r.hidden_cases
+                 else _("public cases"))
         return (r._repr_html_() + "<div style='font-family:sans-serif;font-size:90%;color:#555;padding:2px 14px'>"
-                f"Score recorded for this cell: <b>{float(self):g}</b> of {r.max_score:g} ({cases}). "
-                "This number is what Validate and the graders read.</div>")
+                + _("Score recorded for this cell: <b>{score:g}</b> of {max_score:g} ({cases}). "
+                    "This number is what Validate and the graders read.").format(
+                    score=float(self), max_score=r.max_score, cases=html.escape(cases)) + "</div>")
 
 
 @dataclass
@@ -77,7 +81,7 @@ class Result:
     def message(self) -> str:
         """One line for tables and the JSON report."""
         if self.passed:
-            return f"all {self.cases} cases passed" + (f"; {self.note}" if self.note else "")
+            return _("all {cases} cases passed").format(cases=self.cases) + (f"; {self.note}" if self.note else "")
         if self.status in ("not_implemented", "missing", "error") or not self.failures:
             return self.note or self.status
         f = self.failures[0]
@@ -94,8 +98,10 @@ class Result:
 
     # -- rendering -------------------------------------------------------------------------
     def headline(self) -> str:
-        mark = "PASSED" if self.passed else "NOT YET"
-        return f"{mark}  {self.exercise}: {self.points:g}/{self.max_score:g} points, {self.passed_cases}/{self.cases} cases"
+        mark = _("PASSED") if self.passed else _("NOT YET")
+        return _("{mark}  {exercise}: {points:g}/{max_score:g} points, {passed}/{cases} cases").format(
+            mark=mark, exercise=self.exercise, points=self.points, max_score=self.max_score,
+            passed=self.passed_cases, cases=self.cases)
 
     def __str__(self) -> str:
         lines = [self.headline()]
@@ -104,11 +110,12 @@ class Result:
         lines += [f"  {g:<14} {p}/{t}" for g, p, t in self.groups]
         if self.failures:
             f = self.failures[0]
-            lines += ["", f"First failing case ({f.group}, on {f.device}):", f"  inputs:  {f.inputs}", f"  problem: {f.message}"]
+            lines += ["", _("First failing case ({group}, on {device}):").format(group=f.group, device=f.device),
+                      _("  inputs:  {inputs}").format(inputs=f.inputs), _("  problem: {message}").format(message=f.message)]
             if f.where:
-                lines.append(f"  where:   {f.where}")
+                lines.append(_("  where:   {where}").format(where=f.where))
             if f.hint:
-                lines.append(f"  hint:    {f.hint}")
+                lines.append(_("  hint:    {hint}").format(hint=_(f.hint)))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -129,10 +136,11 @@ class Result:
         if self.failures:
             f = self.failures[0]
             parts.append(
-                f"<div><b>First failing case</b> ({html.escape(f.group)}, on {html.escape(f.device)})<br>"
+                "<div>" + _("<b>First failing case</b> ({group}, on {device})").format(
+                    group=html.escape(f.group), device=html.escape(f.device)) + "<br>"
                 f"<code>{html.escape(f.inputs)}</code><br>{html.escape(f.message)}"
-                + (f"<br><i>at {html.escape(f.where)}</i>" if f.where else "")
-                + (f"<br><b>Hint:</b> {html.escape(f.hint)}" if f.hint else "")
+                + ("<br><i>" + _("at {where}").format(where=html.escape(f.where)) + "</i>" if f.where else "")
+                + ("<br>" + _("<b>Hint:</b> {hint}").format(hint=html.escape(_(f.hint))) if f.hint else "")
                 + "</div>"
             )
         parts.append("</div>")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import nbformat
 
 from .catalog import LESSONS
+from .i18n import _
 from .policy import COLLECT_ENV
 
 _running = False  # a grade in progress in this process: a nested call does nothing
@@ -47,7 +48,7 @@ class SelfGrade:
 
     def __repr__(self) -> str:
         lines = [self.report.table()]  # the CLI's table, first hint per exercise included
-        lines.append(f"Graded file: {self.path} (submit this file)")
+        lines.append(_("Graded file: {path} (submit this file)").format(path=self.path))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -57,15 +58,19 @@ class SelfGrade:
             f"<td>{'✔' if x.passed else '✘'}</td><td style='text-align:left'>{html.escape(x.message)}</td></tr>"
             for x in r.results)
         pct = 100 * r.score / r.max_score if r.max_score else 0.0
-        parts = [f"<div class='minidl-grade'><b>{html.escape(pathlib.Path(r.notebook).name)}: "
-                 f"{r.score:g} / {r.max_score:g} points ({pct:.0f}%)</b>",
-                 "" if r.hidden else " <i>(public cases only: the instructor's grade adds hidden cases)</i>"]
+        parts = ["<div class='minidl-grade'><b>" + _("{notebook}: {score:g} / {max_score:g} points ({percent:.0f}%)").format(
+                     notebook=html.escape(pathlib.Path(r.notebook).name), score=r.score, max_score=r.max_score,
+                     percent=pct) + "</b>",
+                 "" if r.hidden else " <i>" + _("(public cases only: the instructor's grade adds hidden cases)") + "</i>"]
         parts += [f"<div>&#9888; {html.escape(p)}</div>" for p in r.problems]
-        parts.append(f"<table><tr><th>exercise</th><th>points</th><th></th><th>first problem</th></tr>{rows}</table>")
-        parts += [f"<div><b>Hint for <code>{html.escape(e)}</code>:</b> {html.escape(h)}</div>" for e, h in self.hints()]
+        parts.append("<table><tr><th>{}</th><th>{}</th><th></th><th>{}</th></tr>{}</table>".format(
+            _("exercise"), _("points"), _("first problem"), rows))
+        parts += ["<div>" + _("<b>Hint for <code>{exercise}</code>:</b> {hint}").format(
+            exercise=html.escape(e), hint=html.escape(_(h))) + "</div>" for e, h in self.hints()]
         if self.link:
             name = html.escape(self.path.name)
-            parts.append(f"<div>File to submit: <a href='{name}' download='{name}'>{name}</a> (download)</div>")
+            parts.append("<div>" + _("File to submit: {link} (download)").format(
+                link=f"<a href='{name}' download='{name}'>{name}</a>") + "</div>")
         parts.append("</div>")
         return "".join(parts)
 
@@ -158,16 +163,17 @@ def grade_this_notebook() -> SelfGrade | None:
     else:
         path = notebook_path()
         if path is None:
-            print("Could not tell which file this notebook is (no Jupyter server told the kernel). "
-                  "Save it, then grade it from a terminal: python -m autograder grade NOTEBOOK.ipynb")
+            print(_("Could not tell which file this notebook is (no Jupyter server told the kernel). "
+                    "Save it, then grade it from a terminal: python -m autograder grade NOTEBOOK.ipynb"))
             return None
         missing = save_in_jupyterlab(path)
         if missing:
-            print(f"The saved file {path.name} does not have the {', '.join(missing)} you ran last: "
-                  "save the notebook (File > Save Notebook, or Ctrl+S), then run this cell again.")
+            print(_("The saved file {file} does not have the {names} you ran last: save the notebook "
+                    "(File > Save Notebook, or Ctrl+S), then run this cell again.").format(
+                        file=path.name, names=", ".join(missing)))
             return None
-    print(f"Grading {path.name}: the notebook runs again from the top, then each exercise is checked "
-          "(a minute or two)...", flush=True)
+    print(_("Grading {file}: the notebook runs again from the top, then each exercise is checked "
+            "(a minute or two)...").format(file=path.name), flush=True)
     _running = True
     try:
         report = grade_notebook(path, Limits())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import lms
 from .catalog import LESSONS
+from .i18n import N_, _
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,13 @@ def metadata_lesson(path: pathlib.Path) -> str | None:
 
 def choose_lesson(assignment: str | None, metadata: str | None, name: str | None) -> tuple[str | None, list[str]]:
     """The lesson to grade as, and a note for each source that disagrees with it."""
-    sources = [("its assignment folder", assignment), ("its metadata", metadata), ("its file name", name)]
+    sources = [(_("its assignment folder"), assignment), (_("its metadata"), metadata), (_("its file name"), name)]
     told = [(where, key) for where, key in sources if key]
     if not told:
         return None, []
     where, chosen = told[0]
-    notes = [f"{other} says {key}, but {where} says {chosen}: graded as {chosen}"
-             for other, key in told[1:] if key != chosen]
+    notes = [_("{other} says {key}, but {where} says {chosen}: graded as {chosen}").format(
+        other=other, key=key, where=where, chosen=chosen) for other, key in told[1:] if key != chosen]
     return chosen, notes
 
 
@@ -89,16 +90,24 @@ def later(a: Submission, b: Submission) -> tuple[Submission, Submission, str]:
     """Of two notebooks of one student and lesson, the later, the earlier, and how that was told."""
     if a.lms == b.lms and a.attempt is not None and b.attempt is not None and a.attempt != b.attempt:
         newer, older = (a, b) if a.attempt > b.attempt else (b, a)
-        how = {"canvas": "Canvas's upload order", "blackboard": "Blackboard's attempt dates"}.get(a.lms, "the LMS")
-        return newer, older, f"the later by {how}"
+        how = {"canvas": _("Canvas's upload order"), "blackboard": _("Blackboard's attempt dates")}.get(a.lms, _("the LMS"))
+        return newer, older, _("the later by {how}").format(how=how)
     ta, tb = a.path.stat().st_mtime, b.path.stat().st_mtime
     if ta != tb:
         newer, older = (a, b) if ta > tb else (b, a)
-        return newer, older, ("the one with the later file time (the LMS's names do not tell which is later, "
-                              "and file times change when files are copied or unzipped: check by hand)")
+        return newer, older, _("the one with the later file time (the LMS's names do not tell which is later, "
+                               "and file times change when files are copied or unzipped: check by hand)")
     newer, older = sorted([a, b], key=lambda s: str(s.path), reverse=True)
-    return newer, older, ("chosen by name only: neither the LMS's names nor the file times tell which is later, "
-                          "check by hand")
+    return newer, older, _("chosen by name only: neither the LMS's names nor the file times tell which is later, "
+                           "check by hand")
+
+
+TWO_NOTEBOOKS = N_("two notebooks for {lesson}: graded {newer}, {how}; not {older}")
+
+
+def two_notebooks(note: str) -> bool:
+    """Whether ``note`` is the note on two notebooks of one lesson (in the language in use)."""
+    return note.startswith(_(TWO_NOTEBOOKS).split("{", 1)[0])
 
 
 def submissions_root(folder: pathlib.Path) -> pathlib.Path:
@@ -119,11 +128,11 @@ def discover(folder: pathlib.Path) -> tuple[list[Submission], list[str]]:
         old = found.get((sub.student, sub.key))
         if old is not None:
             newer, older, how = later(old, sub)
-            note = f"two notebooks for {sub.key}: graded {newer.path.name}, {how}; not {older.path.name}"
+            note = _(TWO_NOTEBOOKS).format(lesson=sub.key, newer=newer.path.name, how=how, older=older.path.name)
             notes.append(f"{sub.student}: {note}")
-            earlier = tuple(n for n in old.notes if n.startswith("two notebooks"))  # a third notebook
+            earlier = tuple(n for n in old.notes if two_notebooks(n))  # a third notebook
             sub = Submission(newer.student, newer.lesson, newer.path, newer.assignment, newer.attempt, newer.lms,
                              tuple(dict.fromkeys(newer.notes + earlier + (note,))))
         found[(sub.student, sub.key)] = sub
-    notes += [f"{s.student}: {n}" for s in found.values() for n in s.notes if not n.startswith("two notebooks")]
+    notes += [f"{s.student}: {n}" for s in found.values() for n in s.notes if not two_notebooks(n)]
     return sorted(found.values(), key=lambda s: (s.student, s.key)), notes
