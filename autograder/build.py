@@ -229,24 +229,52 @@ def catalogue() -> str:
 
 def stamp_readme(text: str) -> str:
     """README's text with the catalogue between its markers replaced by the current one."""
-    head, found, rest = text.partition(CATALOGUE_BEGIN)
+    return between(text, CATALOGUE_BEGIN, CATALOGUE_END, catalogue(), "README.md")
+
+
+LESSONS_BEGIN = "<!-- lessons: written by `make notebooks` from autograder/catalog and its translation; edit those, not this -->"
+LESSONS_END = "<!-- end of lessons -->"
+
+
+def lessons_table(lang: str) -> str:
+    """The lessons of a translated README (README.<lang>.md): title, what you build, Colab badge."""
+    _ = functools.partial(i18n.gettext_in, lang)
+    repo = repository().removeprefix("https://github.com/")
+    rows = ["| # | " + _("lesson") + " | " + _("what you build") + " | Colab |", "|---|---|---|---|"]
+    for key, _path in source_notebooks():
+        lesson = LESSONS[key]
+        url = f"https://colab.research.google.com/github/{repo}/blob/main/lessons/{edition(lang)}{key}.ipynb"
+        rows.append(f"| {key[:2]} | {_(lesson.title)} | {_(lesson.builds)} | "
+                    f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url}) |")
+    return "\n".join(rows) + "\n"
+
+
+def between(text: str, begin: str, end: str, inner: str, name: str) -> str:
+    """``text`` with what lies between its lines ``begin`` and ``end`` replaced by ``inner``."""
+    head, found, rest = text.partition(begin)
     if not found:
-        raise ValueError(f"README.md has no line {CATALOGUE_BEGIN!r}")
-    _, found, tail = rest.partition(CATALOGUE_END)
+        raise ValueError(f"{name} has no line {begin!r}")
+    _, found, tail = rest.partition(end)
     if not found:
-        raise ValueError(f"README.md has no line {CATALOGUE_END!r}")
-    return f"{head}{CATALOGUE_BEGIN}\n{catalogue()}{CATALOGUE_END}{tail}"
+        raise ValueError(f"{name} has no line {end!r}")
+    return f"{head}{begin}\n{inner}{end}{tail}"
 
 
 def stamp_all(check_only: bool = False) -> list[str]:
-    """Stamp every source notebook and README's catalogue; return the files that changed (or would)."""
+    """Stamp every source notebook and edition, README's catalogue and the translated READMEs'
+    lesson tables; return the files that changed (or would)."""
     stale = []
-    text = README.read_text()
-    new = stamp_readme(text)
-    if new != text:
-        stale.append(str(README.relative_to(REPO)))
-        if not check_only:
-            README.write_text(new)
+    readmes = [(README, stamp_readme)] + [
+        (REPO / f"README.{lang}.md", lambda text, lang=lang: between(text, LESSONS_BEGIN, LESSONS_END,
+                                                                     lessons_table(lang), f"README.{lang}.md"))
+        for lang in translations() if (REPO / f"README.{lang}.md").exists()]
+    for readme, restamp in readmes:
+        text = readme.read_text()
+        new = restamp(text)
+        if new != text:
+            stale.append(str(readme.relative_to(REPO)))
+            if not check_only:
+                readme.write_text(new)
     for key, path in source_notebooks():
         text = path.read_text()
         nb = nbformat.reads(text, as_version=4)

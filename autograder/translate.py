@@ -158,7 +158,9 @@ NOT_WORDS = re.compile(r"```.*?```|`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\]\([^)]*\)|<[^
 
 
 def uses(term: str, text: str) -> bool:
-    return re.search(rf"(?<![\w-]){re.escape(term)}(e?s)?(?![\w-])", NOT_WORDS.sub(" ", text), re.I) is not None
+    """Does ``text`` use ``term`` as a word (plural too), not as code: not in backticks or formulas,
+    and not a part of a name such as ``torch.ao.quantization`` or ``id(optimizer)``?"""
+    return re.search(rf"(?<![\w.(-]){re.escape(term)}(e?s)?(?![\w(-]|\.\w)", NOT_WORDS.sub(" ", text), re.I) is not None
 
 
 @dataclasses.dataclass

@@ -1,11 +1,15 @@
 """The learner's path in a real browser: `make lab` driven by Playwright on Debian's chromium.
 
-For every lesson's instructor edition: Run All (all but the grade cell, which the student test
+For every lesson's Chinese instructor edition, and lesson 01's English one: Run All (all but the grade cell, which the student test
 runs), no error outputs, every check report rendered as HTML, every figure an image, every
 widget live (a control moved redraws its output), and nbgrader's Validate button's verdict.
-For the student edition of lesson 01: a wrong answer typed into an exercise cell through the
+For the student edition of lesson 01, in English and in Chinese: a wrong answer typed into an exercise cell through the
 editor, run, and its report names the mistake; then the lesson's grade cell grades the saved
-file and offers it for download. Screenshots of a failure go to build/browser-artifacts/ (of
+file and offers it for download. (The English instructor editions of the other lessons run
+headless in test_notebooks.py: the same code, so the lab runs each lesson once, in Chinese.)
+A Chinese edition's reports must be in Chinese, and no figure may draw a character as a box:
+figure labels are code, shared by both editions, so they stay in English, and matplotlib's
+"Glyph ... missing from font" warning fails the test. Screenshots of a failure go to build/browser-artifacts/ (of
 every test with MINIDL_BROWSER_SCREENSHOTS=1), with the lab's log.
 """
 
@@ -14,10 +18,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
 import shutil
 import time
 
 import pytest
+
+from autograder import build, i18n
 
 from .conftest import ROOT
 from .labserver import make_lab
@@ -29,6 +36,8 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--
          "--no-first-run", "--disable-sync"]
 ARTIFACTS = ROOT / "build" / "browser-artifacts"
 LESSONS = [p.parent.name for p in sorted((ROOT / "course" / "source").glob("*/*.ipynb")) if p.stem == p.parent.name]
+EDITIONS = [("en", "01_tensors")] + [(lang, key) for lang in build.translations() for key in LESSONS]
+CJK = "[\u4e00-\u9fff]"
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"needs Debian's chromium at {CHROMIUM}")]
@@ -55,8 +64,9 @@ CELLS = f"""() => {PANEL}.content.widgets.map((c, i) => ({{
 def lab(tmp_path_factory):
     """`make lab` serving copies of the instructor editions and, in student/, the student ones."""
     root = tmp_path_factory.mktemp("lab")
-    for key in LESSONS:
-        shutil.copy(ROOT / "course" / "source" / key / f"{key}.ipynb", root)
+    for lang, key in EDITIONS:
+        (root / build.edition(lang)).mkdir(exist_ok=True)
+        shutil.copy(build.course_dir(lang) / "source" / key / f"{key}.ipynb", root / build.edition(lang))
     shutil.copytree(ROOT / "lessons", root / "student")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with make_lab(root, log=ARTIFACTS / "lab.log") as server:
@@ -183,9 +193,9 @@ def validate_verdict(page) -> str:
     return text
 
 
-@pytest.mark.parametrize("key", LESSONS)
-def test_instructor_edition_in_the_lab(page, lab, key):
-    open_notebook(page, lab, f"{key}.ipynb")
+@pytest.mark.parametrize("lang,key", EDITIONS)
+def test_instructor_edition_in_the_lab(page, lab, lang, key):
+    open_notebook(page, lab, f"{build.edition(lang)}{key}.ipynb")
     started = time.monotonic()
     start_validate(page)  # the server validates the saved file while the page runs the cells
     run_all_but_the_grade_cell(page)
@@ -199,8 +209,11 @@ def test_instructor_edition_in_the_lab(page, lab, key):
               if o["output_type"] == "error"]
     assert not errors, f"error outputs: {errors}"
     for c in cells:
-        if c["role"] == "test":  # the check's report, rendered as HTML, passed
-            assert any("PASSED" in h for h in c["html"]), f"cell {c['index']}: no rendered report: {c['html']}"
+        if c["role"] == "test":  # the check's report, rendered as HTML, passed, in the edition's language
+            passed = i18n.gettext_in(lang, "PASSED")
+            assert any(passed in h for h in c["html"]), f"cell {c['index']}: no rendered report: {c['html']}"
+        boxes = [o.get("text", "") for o in c["outputs"] if "missing from" in str(o.get("text", ""))]
+        assert not boxes, f"cell {c['index']}: a character drawn as a box: {boxes}"
         pictures = sum("image/png" in o.get("data", {}) for o in c["outputs"])
         assert c["images"] >= pictures, f"cell {c['index']}: {pictures} figures, {c['images']} images on the page"
         as_text = [o for o in c["outputs"] if "<Figure size" in str(o.get("text", ""))
@@ -218,11 +231,20 @@ def test_instructor_edition_in_the_lab(page, lab, key):
         assert widget_output_changes(page, index, lambda: moved.append(move_a_control(page, index))), \
             f"cell {index}: the widget did not redraw after {moved}"
         wait_idle(page, 300)
-    print(f"{key}: Validate and Run All {ran:.0f} s, with the widgets {time.monotonic() - started:.0f} s")
+    if lang != "en" and key == "01_tensors":  # a report and a figure of the edition, for a person to look at
+        look(page, next(c["index"] for c in cells if c["role"] == "test"), f"{lang}-report")
+        look(page, next(c["index"] for c in cells if c["images"]), f"{lang}-figure")
+    print(f"{lang} {key}: Validate and Run All {ran:.0f} s, with the widgets {time.monotonic() - started:.0f} s")
 
 
-def test_student_edition_wrong_answer_through_the_editor(page, lab):
-    open_notebook(page, lab, "student/01_tensors.ipynb")
+def look(page, index: int, name: str) -> None:
+    """A screenshot of cell ``index`` in build/browser-artifacts/<name>.png."""
+    cell(page, index).screenshot(path=ARTIFACTS / f"{name}.png")
+
+
+@pytest.mark.parametrize("lang", ["en"] + build.translations())
+def test_student_edition_wrong_answer_through_the_editor(page, lab, lang):
+    open_notebook(page, lab, f"student/{build.edition(lang)}01_tensors.ipynb")
     cells = page.evaluate(CELLS)
     setup = next(c["index"] for c in cells if c["role"] == "setup")
     exercise = next(c["index"] for c in cells if c["source"].startswith("def one_hot("))
@@ -239,7 +261,11 @@ def test_student_edition_wrong_answer_through_the_editor(page, lab):
     wait_idle(page, 120)
     run_cell(page, test)
     report = " ".join(page.evaluate(CELLS)[test]["html"])
-    assert "NOT YET" in report and "dtype float64, expected float32" in report, report
+    assert i18n.gettext_in(lang, "NOT YET") in report and "float64" in report and "float32" in report, report
+    assert lang != "en" or "dtype float64, expected float32" in report, report
+    assert (lang == "en") != bool(re.search(CJK, report)), report
+    if lang != "en":
+        look(page, test, f"{lang}-wrong-answer")
 
     grade = len(cells) - 1
     run_cell(page, grade, timeout_s=600)  # saves the notebook, grades the saved file
@@ -247,9 +273,12 @@ def test_student_edition_wrong_answer_through_the_editor(page, lab):
     shown.scroll_into_view_if_needed()
     assert shown.count() == 1, page.evaluate(CELLS)[grade]["outputs"]
     text = shown.inner_text()
-    assert "tensors.one_hot" in text and "float64" in text and "Hint for" in text, text
+    assert "tensors.one_hot" in text and "float64" in text, text
+    assert (lang == "en") != bool(re.search(CJK, text)) and (lang != "en" or "Hint for" in text), text
     href = shown.locator("a[download]").get_attribute("href")
-    assert "/files/student/01_tensors.ipynb" in href, href
+    assert f"/files/student/{build.edition(lang)}01_tensors.ipynb" in href, href
+    if lang != "en":
+        look(page, grade, f"{lang}-grade")
 
 
 def run_cell(page, index: int, timeout_s: float = 300) -> None:

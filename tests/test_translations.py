@@ -5,6 +5,7 @@ English is caught, naming the cell. (Their grading is in test_notebooks.py and t
 from __future__ import annotations
 
 import io
+import re
 import pathlib
 import shutil
 import tokenize
@@ -133,3 +134,31 @@ def test_comments_are_replaced_in_place_and_markers_kept():
             "### END SOLUTION\n")
     assert [text for _, _, text in translate.comments(code)] == ["# one", "# two"]
     assert translate.with_comments(code, ["# 一", "# 二"]) == code.replace("# one", "# 一").replace("# two", "# 二")
+
+
+@pytest.mark.slow
+def test_a_class_mixing_editions_gets_the_same_scores_for_the_same_code(tmp_path, tool_env):
+    """The same answers (lesson 01: two exercises solved, two not) in the English and the Chinese
+    student edition, graded together by ``batch``: the same scores, each student's feedback in
+    the language of their notebook."""
+    from .test_batch import read_csv, run_batch
+
+    key = "01_tensors"
+    solved = nbformat.read(ROOT / "course" / "source" / key / f"{key}.ipynb", as_version=4)
+    answers = [i for i, c in enumerate(solved.cells) if c.metadata.get("nbgrader", {}).get("solution")][:2]
+    folder = tmp_path / "submitted"
+    for who, lang in (("ana", "en"), ("bo", "zh")):
+        nb = nbformat.read(ROOT / "lessons" / build.edition(lang) / f"{key}.ipynb", as_version=4)
+        for i in answers:
+            nb.cells[i].source = solved.cells[i].source
+        (folder / who / key).mkdir(parents=True)
+        nbformat.write(nb, folder / who / key / f"{key}.ipynb")
+    out = tmp_path / "grades.csv"
+    proc = run_batch(folder, out, dict(tool_env, LANG="C.UTF-8"), workers=2, cell_timeout=60)
+    assert proc.wait(timeout=900) == 0, proc.communicate()[1][-3000:]
+    rows = read_csv(out)
+    scores = {who: [(r["exercise"], r["score"], r["passed"]) for r in rows if r["student"] == who] for who in ("ana", "bo")}
+    assert scores["ana"] == scores["bo"] and len(scores["ana"]) == 4, scores
+    assert sorted(float(s) > 0 for _, s, _ in scores["ana"]) == [False, False, True, True], scores
+    assert not re.search(r"[\u4e00-\u9fff]", (out.parent / "grades" / "ana.html").read_text())
+    assert re.search(r"[\u4e00-\u9fff]", (out.parent / "grades" / "bo.html").read_text())
