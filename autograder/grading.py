@@ -76,7 +76,8 @@ class Report:
             if r.hint:
                 lines.append(f"  {'':<{width}}  {'':>5}   {'':<3}     " + _("hint: {hint}").format(hint=_(r.hint)))
         pct = 100 * self.score / self.max_score if self.max_score else 0.0
-        lines.append(f"  {_('total'):<{width}}  {self.score:>5g} / {self.max_score:<3g} ({pct:.0f}%)"
+        total = _("total")
+        lines.append(f"  {total:<{width}}  {self.score:>5g} / {self.max_score:<3g} ({pct:.0f}%)"
                      + ("" if self.hidden else "   " + _("public cases only (no instructor secret set)")))
         return "\n".join(lines)
 

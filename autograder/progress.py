@@ -37,7 +37,8 @@ def cached_report(path: pathlib.Path, limits, refresh: bool) -> dict:
 def progress(folder: pathlib.Path, limits=None, refresh: bool = False) -> str:
     """A table: per lesson, score / max and exercises passed; then the course total."""
     notebooks = {key: folder / f"{key}.ipynb" for key in LESSONS}
-    lines = [f"{_('lesson'):<18} {_('score'):>13} {_('exercises passed'):>18}"]
+    heads = _("lesson"), _("score"), _("exercises passed")
+    lines = [f"{heads[0]:<18} {heads[1]:>13} {heads[2]:>18}"]
     total = maximum = passed = count = 0
     for key, path in notebooks.items():
         exercises = LESSONS[key].exercises
@@ -54,5 +55,6 @@ def progress(folder: pathlib.Path, limits=None, refresh: bool = False) -> str:
         total, maximum = total + report["score"], maximum + report["max_score"]
         passed, count = passed + ok, count + len(report["exercises"])
     pct = 100 * total / maximum if maximum else 0
-    lines.append(f"{_('course'):<18} {total:>6g} / {maximum:<4g} {passed:>11} / {count}   ({pct:.0f}%)")
+    course = _("course")
+    lines.append(f"{course:<18} {total:>6g} / {maximum:<4g} {passed:>11} / {count}   ({pct:.0f}%)")
     return "\n".join(lines)
