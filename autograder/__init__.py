@@ -5,6 +5,7 @@
 """
 
 from .check import check, yours
+from .i18n import use_language
 from .report import Result
 
-__all__ = ["check", "yours", "Result"]
+__all__ = ["check", "yours", "Result", "use_language"]
