@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..exercise import Case, Exercise, Group, Lesson, Threshold
+from ..i18n import _
 from ..probes import model_output, with_grad
 
 
@@ -138,8 +139,9 @@ def held_out_digits(draw):
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """The share of images whose largest logit is the true class. logits: [N, 10], labels: [N]."""
     if logits.shape != (len(labels), 10) or not logits.is_floating_point():
-        raise ValueError(f"your model should return float logits [{len(labels)}, 10] for {len(labels)} images "
-                         f"[N, 1, 8, 8], but it returned {str(logits.dtype).replace('torch.', '')}{list(logits.shape)}")
+        raise ValueError(_("your model should return float logits [{n}, 10] for {n} images [N, 1, 8, 8], but it "
+                           "returned {dtype}{shape}").format(n=len(labels), dtype=str(logits.dtype).replace("torch.", ""),
+                                                             shape=list(logits.shape)))
     return (logits.argmax(dim=1) == labels).double().mean().item()
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exercise import Case, Exercise, Group, Lesson, Threshold
+from ..i18n import _
 from ..probes import model_output, named_gradients
 from ..sandbox import learner_code
 
@@ -238,7 +239,8 @@ def load_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> N
     module.to(device=first.device, dtype=first.dtype)
     missing, unexpected = module.load_state_dict(weights, strict=False)
     if unexpected:
-        raise KeyError(f"your module has no parameter named {', '.join(unexpected)}; name them as the lesson says")
+        raise KeyError(_("your module has no parameter named {names}; name them as the lesson says").format(
+            names=", ".join(unexpected)))
 
 
 def weighted_grads(out: torch.Tensor, inputs: dict[str, torch.Tensor]) -> dict:
@@ -523,11 +525,12 @@ def prefix_logits(model, tokens, scored):
 
 def bits_per_byte(logits: torch.Tensor, answer: torch.Tensor) -> float:
     """-sum log2 p(next token) / the bytes of those tokens. logits [N, K, V], answer [N, K, 2] (id, bytes)."""
-    N, K, _ = answer.shape
+    N, K = answer.shape[:2]
     if logits.shape != (N, K, VOCAB) or not logits.is_floating_point():
-        raise ValueError(f"your model should return float logits [{N}, {PASSAGE_TOKENS}, {VOCAB}] for tokens "
-                         f"[{N}, {PASSAGE_TOKENS}], but it returned {str(logits.dtype).replace('torch.', '')}"
-                         f"{list(logits.shape)}")
+        raise ValueError(_("your model should return float logits [{n}, {k}, {v}] for tokens [{n}, {k}], but it "
+                           "returned {dtype}{shape}").format(n=N, k=PASSAGE_TOKENS, v=VOCAB,
+                                                             dtype=str(logits.dtype).replace("torch.", ""),
+                                                             shape=list(logits.shape)))
     nats = F.cross_entropy(logits.double().flatten(0, 1), answer[..., 0].flatten(), reduction="sum").item()
     return nats / math.log(2) / answer[..., 1].sum().item()
 

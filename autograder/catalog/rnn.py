@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exercise import Case, Exercise, Group, Lesson, Threshold
+from ..i18n import _
 from ..probes import model_output, named_gradients
 from ..sandbox import learner_code
 
@@ -187,8 +188,9 @@ def char_loss(logits: torch.Tensor, targets: torch.Tensor) -> float:
     logits: [N, T, 27], targets: [N, T] with -1 at the padding."""
     N, T = targets.shape
     if logits.shape != (N, T, 27) or not logits.is_floating_point():
-        raise ValueError(f"your model should return float logits [{N}, {T}, 27] for tokens [{N}, {T}] (or a tuple "
-                         f"(logits, state)), but it returned {str(logits.dtype).replace('torch.', '')}{list(logits.shape)}")
+        raise ValueError(_("your model should return float logits [{n}, {t}, 27] for tokens [{n}, {t}] (or a tuple "
+                           "(logits, state)), but it returned {dtype}{shape}").format(
+                               n=N, t=T, dtype=str(logits.dtype).replace("torch.", ""), shape=list(logits.shape)))
     return F.cross_entropy(logits.double().flatten(0, 1), targets.flatten(), ignore_index=-1).item()
 
 

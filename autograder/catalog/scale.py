@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exercise import Case, Exercise, Group, Lesson
+from ..i18n import _
 from ..sandbox import ForbiddenCall, learner_code, refuse
 
 # -- accumulated_step ----------------------------------------------------------------------------------
@@ -134,7 +135,8 @@ def scaler_probe(fn, hp: dict, grads: list, unscale_first: list) -> dict:
         with learner_code():
             scaled = scaler.scale(loss)
         if type(scaled) is not torch.Tensor:
-            raise TypeError(f"scale(loss) should return a tensor (loss * scale), not {type(scaled).__name__}")
+            raise TypeError(_("scale(loss) should return a tensor (loss * scale), not {type}").format(
+                type=type(scaled).__name__))
         scaled_losses.append(float(scaled.detach()))
         scaled.backward()
         with learner_code():
@@ -297,9 +299,10 @@ def two_ranks(fn, state: dict, x: torch.Tensor, y: torch.Tensor, unused: bool) -
         for rank in range(world_size):
             path = os.path.join(folder, f"{rank}.pkl")
             if not os.path.exists(path):
-                raise RanksFailed(f"rank {rank} of the 2-process group did not finish (exit code {codes[rank]}): "
-                                  "does every rank call all_reduce the same number of times, on tensors of the "
-                                  f"same shapes? (the group waits {RANKS_SECONDS:g} s for the other rank)")
+                raise RanksFailed(_("rank {rank} of the 2-process group did not finish (exit code {code}): does "
+                                    "every rank call all_reduce the same number of times, on tensors of the same "
+                                    "shapes? (the group waits {seconds} s for the other rank)").format(
+                                        rank=rank, code=codes[rank], seconds=f"{RANKS_SECONDS:g}"))
             with open(path, "rb") as f:
                 results.append(pickle.load(f))
     return results
@@ -314,7 +317,8 @@ def average_probe(fn, state: dict, x: torch.Tensor, y: torch.Tensor, unused: boo
         if "error" in r and r["error"][0] == "NotImplementedError":
             raise NotImplementedError(r["error"][1])        # an unfinished exercise, reported as such
         if "error" in r:
-            raise RuntimeError(f"on rank {rank}: {r['error'][0]}: {r['error'][1]}")
+            raise RuntimeError(_("on rank {rank}: {error}: {message}").format(
+                rank=rank, error=r["error"][0], message=r["error"][1]))
     mean = [None if g is None else (g + h) / 2 for g, h in zip(*[_local_grads(state, x, y, rank, unused)
                                                                     for rank in range(2)])]
     flat = lambda gs: torch.cat([g.flatten() for g in gs if g is not None])  # noqa: E731
@@ -451,8 +455,9 @@ def resume_probe(save, load, seed: int, epochs: int, split: int, which: str) -> 
                 with learner_code():
                     returned = load(path, model, opt, sched, scaler)
                 if type(returned) is not dict or "epoch" not in returned or "losses" not in returned:
-                    raise TypeError("load_checkpoint should return the extra keywords save_checkpoint was given, as a "
-                                    f"dict ({{'epoch': ..., 'losses': ...}} here), not {type(returned).__name__}")
+                    raise TypeError(_("load_checkpoint should return the extra keywords save_checkpoint was given, "
+                                      "as a dict ({{'epoch': ..., 'losses': ...}} here), not {type}").format(
+                                          type=type(returned).__name__))
             else:
                 returned = load(path, model, opt, sched, scaler)
             start, losses = returned["epoch"], list(returned["losses"])
@@ -475,7 +480,7 @@ def resume_probe(save, load, seed: int, epochs: int, split: int, which: str) -> 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "checkpoint.pt")
         reseed(seed)
-        _, losses, _ = run(True, epochs, os.path.join(folder, "unused.pt"), 0)
+        losses = run(True, epochs, os.path.join(folder, "unused.pt"), 0)[1]
         reseed(seed)
         run(True, split, path, 0)
         file_format = _format(path)

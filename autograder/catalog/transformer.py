@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exercise import Case, Exercise, Group, Lesson, Threshold
+from ..i18n import _
 from ..probes import model_output, with_grad
 from ..sandbox import learner_code
 
@@ -293,9 +294,10 @@ def gpt_loss(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Mean cross-entropy in nats per character of the next characters. logits [N, K, 65], targets [N, K]."""
     N, K = targets.shape
     if logits.shape != (N, K, 65) or not logits.is_floating_point():
-        raise ValueError(f"your model should return float logits [{N}, {PASSAGE_CHARS}, 65] for tokens "
-                         f"[{N}, {PASSAGE_CHARS}], but it returned {str(logits.dtype).replace('torch.', '')}"
-                         f"{list(logits.shape)}")
+        raise ValueError(_("your model should return float logits [{n}, {k}, 65] for tokens [{n}, {k}], but it "
+                           "returned {dtype}{shape}").format(n=N, k=PASSAGE_CHARS,
+                                                             dtype=str(logits.dtype).replace("torch.", ""),
+                                                             shape=list(logits.shape)))
     return F.cross_entropy(logits.double().flatten(0, 1), targets.flatten()).item()
 
 
