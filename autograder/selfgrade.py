@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import nbformat
 
 from .catalog import LESSONS
+from . import i18n
 from .i18n import _
 from .policy import COLLECT_ENV
 
@@ -176,7 +177,8 @@ def grade_this_notebook() -> SelfGrade | None:
             "(a minute or two)...").format(file=path.name), flush=True)
     _running = True
     try:
-        report = grade_notebook(path, Limits())
+        with i18n.speaking(i18n.language()):  # the grading kernel and worker speak the notebook's language too
+            report = grade_notebook(path, Limits())
     finally:
         _running = False
     result = SelfGrade(report, path, link=not in_colab())
