@@ -23,6 +23,7 @@ from . import kernel, notebook, oracle, policy, submission
 from .catalog import LESSONS
 from .attempt import prepare, score, zero
 from .confine import Confinement, offline_possible, release, sandbox_user
+from . import i18n
 from .i18n import _
 from .policy import Limits
 from .report import Result
@@ -77,7 +78,7 @@ class Report:
                 lines.append(f"  {'':<{width}}  {'':>5}   {'':<3}     " + _("hint: {hint}").format(hint=_(r.hint)))
         pct = 100 * self.score / self.max_score if self.max_score else 0.0
         total = _("total")
-        lines.append(f"  {total:<{width}}  {self.score:>5g} / {self.max_score:<3g} ({pct:.0f}%)"
+        lines.append(f"  {i18n.pad(total, width)}  {self.score:>5g} / {self.max_score:<3g} ({pct:.0f}%)"
                      + ("" if self.hidden else "   " + _("public cases only (no instructor secret set)")))
         return "\n".join(lines)
 

@@ -11,7 +11,7 @@ import json
 import pathlib
 
 from .catalog import LESSONS
-from .i18n import _
+from .i18n import _, pad
 
 
 def cached_report(path: pathlib.Path, limits, refresh: bool) -> dict:
@@ -38,7 +38,7 @@ def progress(folder: pathlib.Path, limits=None, refresh: bool = False) -> str:
     """A table: per lesson, score / max and exercises passed; then the course total."""
     notebooks = {key: folder / f"{key}.ipynb" for key in LESSONS}
     heads = _("lesson"), _("score"), _("exercises passed")
-    lines = [f"{heads[0]:<18} {heads[1]:>13} {heads[2]:>18}"]
+    lines = [f"{pad(heads[0], 18)} {pad(heads[1], 13, right=True)} {pad(heads[2], 18, right=True)}"]
     total = maximum = passed = count = 0
     for key, path in notebooks.items():
         exercises = LESSONS[key].exercises
@@ -56,5 +56,5 @@ def progress(folder: pathlib.Path, limits=None, refresh: bool = False) -> str:
         passed, count = passed + ok, count + len(report["exercises"])
     pct = 100 * total / maximum if maximum else 0
     course = _("course")
-    lines.append(f"{course:<18} {total:>6g} / {maximum:<4g} {passed:>11} / {count}   ({pct:.0f}%)")
+    lines.append(f"{pad(course, 18)} {total:>6g} / {maximum:<4g} {passed:>11} / {count}   ({pct:.0f}%)")
     return "\n".join(lines)
