@@ -91,6 +91,8 @@ def setup(lang: str = "en") -> str:
     with what to do, not a traceback. Everywhere it then sets the language of the checks' reports,
     picks the device and seeds."""
     _ = functools.partial(i18n.gettext_in, lang)
+    installing = literal(_("Installing the course package from {REPOSITORY} ..."))
+    ready = literal(_("torch {torch.__version__}, computing on {device}"))
     failed = _("The course package could not be installed from {REPOSITORY}.\n"
                "What to do: check that this runtime is connected to the internet, then run this cell again.\n"
                "If it fails again, open the lesson anew from the course's repository page (its address may have changed),\n"
@@ -101,7 +103,7 @@ def setup(lang: str = "en") -> str:
         "\n"
         f"REPOSITORY = \"{repository()}\"\n"
         "if \"google.colab\" in sys.modules and importlib.util.find_spec(\"autograder\") is None:\n"
-        f"    print({literal(_('Installing the course package from {REPOSITORY} ...'))})\n"
+        f"    print({installing})\n"
         "    with tempfile.NamedTemporaryFile(\"w\", suffix=\".txt\", delete=False) as keep:  # "
         + _("never upgrade these") + "\n"
         f"        for name in \"{' '.join(KEEP)}\".split():\n"
@@ -127,7 +129,7 @@ def setup(lang: str = "en") -> str:
         f"use_language(\"{lang}\")  # " + _("the language of the checks' reports") + "\n"
         "device = default_device()\n"
         "seed_everything(0)\n"
-        f"print({literal(_('torch {torch.__version__}, computing on {device}'))})"
+        f"print({ready})"
     )
 
 

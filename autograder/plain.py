@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from .i18n import N_, _
+
 SCALARS = {int: "int", float: "float", bool: "bool", str: "str", type(None): "none"}
 
 
@@ -87,15 +89,15 @@ def describe(node: dict) -> str:
     """A short description of a plain tree: 'float32[3, 4] on cpu', 'tuple of 3', 'int 7'."""
     kind = node["kind"]
     if kind == "tensor":
-        return f"{node['dtype']}{node['shape']} on {node['device']}"
+        return _("{dtype}{shape} on {device}").format(dtype=node["dtype"], shape=node["shape"], device=node["device"])
     if kind == "seq":
-        return f"{node['type']} of {len(node['items'])}"
+        return _("{type} of {n}").format(type=node["type"], n=len(node["items"]))
     if kind == "dict":
-        return f"{node['type']} with {len(node['items'])} keys"
+        return _("{type} with {n} keys").format(type=node["type"], n=len(node["items"]))
     if kind == "raised":
         return f"{node['type']}: {node['message']}"
     if kind == "object":
-        return f"an object of type {node['type']}"
+        return _("an object of type {type}").format(type=node["type"])
     if kind == "none":
         return "None"
     return f"{kind} {node['value']!r}"
@@ -121,24 +123,28 @@ def compare(expected: dict, got: dict, tolerance, path: str = "output") -> Misma
     ek, gk = expected["kind"], got["kind"]
     if ek == "raised":
         if gk != "raised":
-            return Mismatch("no_raise", f"expected {expected['type']} to be raised, but {path} is {describe(got)}", path)
+            return Mismatch("no_raise", _("expected {error} to be raised, but {path} is {got}").format(
+                error=expected["type"], path=path, got=describe(got)), path)
         if expected["type"] not in got["mro"]:
-            return Mismatch("raised", f"expected {expected['type']}, but your code raised {describe(got)}", path)
+            return Mismatch("raised", _("expected {error}, but your code raised {got}").format(
+                error=expected["type"], got=describe(got)), path)
         return None
     if gk == "raised":
-        return Mismatch("raised", f"your code raised {describe(got)}", path, {"where": got.get("where", "")})
+        return Mismatch("raised", _("your code raised {got}").format(got=describe(got)), path,
+                        {"where": got.get("where", "")})
     if ek != gk or (ek in ("seq", "dict") and expected["type"] != got["type"]):
-        return Mismatch("type", f"{path} should be {describe(expected)}, but it is {describe(got)}", path)
+        return Mismatch("type", should_be(path, expected, got), path)
     if ek == "tensor":
         return compare_tensors(expected, got, tolerance, path)
     if ek in ("seq", "dict"):
         if len(expected["items"]) != len(got["items"]):
-            return Mismatch("shape", f"{path} should be {describe(expected)}, but it is {describe(got)}", path)
+            return Mismatch("shape", should_be(path, expected, got), path)
         if ek == "dict":
             ekeys = [k.get("value") for k in expected["keys"]]
             gkeys = [k.get("value") for k in got["keys"]]
             if ekeys != gkeys:
-                return Mismatch("type", f"{path} should have keys {ekeys}, but has {gkeys}", path)
+                return Mismatch("type", _("{path} should have keys {expected}, but has {got}").format(
+                    path=path, expected=ekeys, got=gkeys), path)
         labels = [repr(k.get("value")) for k in expected["keys"]] if ek == "dict" else range(len(expected["items"]))
         for label, e, g in zip(labels, expected["items"], got["items"]):
             found = compare(e, g, tolerance, f"{path}[{label}]")
@@ -149,11 +155,26 @@ def compare(expected: dict, got: dict, tolerance, path: str = "output") -> Misma
         rtol, atol = tolerance(torch.float64 if expected.get("exact") else torch.float32)
         e, g = expected["value"], got["value"]
         if not (abs(e - g) <= atol + rtol * abs(e) or (e != e and g != g)):
-            return Mismatch("values", f"{path} should be {e!r}, but it is {g!r}", path)
+            return Mismatch("values", _("{path} should be {expected}, but it is {got}").format(
+                path=path, expected=repr(e), got=repr(g)), path)
         return None
     if ek in ("int", "bool", "str", "none") and expected["value"] != got["value"]:
-        return Mismatch("values", f"{path} should be {expected['value']!r}, but it is {got['value']!r}", path)
+        return Mismatch("values", _("{path} should be {expected}, but it is {got}").format(
+            path=path, expected=repr(expected["value"]), got=repr(got["value"])), path)
     return None
+
+
+def should_be(path: str, expected: dict, got: dict) -> str:
+    return _("{path} should be {expected}, but it is {got}").format(
+        path=path, expected=describe(expected), got=describe(got))
+
+
+# A tensor's attribute that differs, in words ("output has dtype float64, expected float32")
+WRONG_ATTRIBUTE = {
+    "shape": N_("{path} has shape {got}, expected {expected}"),
+    "dtype": N_("{path} has dtype {got}, expected {expected}"),
+    "device": N_("{path} has device {got}, expected {expected}"),
+}
 
 
 def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch | None:
@@ -161,7 +182,7 @@ def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch
         if expected[attr] != got[attr]:
             return Mismatch(
                 attr,
-                f"{path} has {attr} {got[attr]}, expected {expected[attr]}",
+                _(WRONG_ATTRIBUTE[attr]).format(path=path, got=got[attr], expected=expected[attr]),
                 path,
                 {"expected": describe(expected), "got": describe(got)},
             )
@@ -174,8 +195,9 @@ def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch
             index = first_index(wrong)
             return Mismatch(
                 "values",
-                f"{path} differs in {int(wrong.sum())} of {e.numel()} elements; first at index "
-                f"{list(index)}: expected {e[index].item()}, got {g[index].item()}",
+                _("{path} differs in {wrong} of {n} elements; first at index {index}: expected {expected}, "
+                  "got {got}").format(path=path, wrong=int(wrong.sum()), n=e.numel(), index=list(index),
+                                      expected=e[index].item(), got=g[index].item()),
                 path,
             )
         return None
@@ -186,8 +208,9 @@ def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch
         index = first_index(blown)
         return Mismatch(
             "nonfinite",
-            f"{path} has {int(blown.sum())} NaN/inf value(s) where the expected values are finite; "
-            f"first at index {list(index)}: expected {e64[index].item():.6g}, got {g64[index].item()}",
+            _("{path} has {blown} NaN/inf value(s) where the expected values are finite; first at index {index}: "
+              "expected {expected:.6g}, got {got}").format(path=path, blown=int(blown.sum()), index=list(index),
+                                                          expected=e64[index].item(), got=g64[index].item()),
             path,
         )
     close = torch.isclose(g64, e64, rtol=rtol, atol=atol, equal_nan=True)
@@ -199,9 +222,11 @@ def compare_tensors(expected: dict, got: dict, tolerance, path: str) -> Mismatch
     rel = err[index].item() / max(abs(e64[index].item()), 1e-300)
     return Mismatch(
         "values",
-        f"{path} differs in {int((~close).sum())} of {e.numel()} elements; largest error at index "
-        f"{list(index)}: expected {e64[index].item():.6g}, got {g64[index].item():.6g} "
-        f"(abs error {err[index].item():.3g}, rel error {rel:.3g}; tolerance rtol={rtol:g}, atol={atol:g})",
+        _("{path} differs in {wrong} of {n} elements; largest error at index {index}: expected {expected:.6g}, "
+          "got {got:.6g} (abs error {abs_error:.3g}, rel error {rel_error:.3g}; tolerance rtol={rtol:g}, "
+          "atol={atol:g})").format(path=path, wrong=int((~close).sum()), n=e.numel(), index=list(index),
+                                   expected=e64[index].item(), got=g64[index].item(), abs_error=err[index].item(),
+                                   rel_error=rel, rtol=rtol, atol=atol),
         path,
         {"max_abs": err[index].item(), "max_rel": rel, "where": list(index)},
     )
