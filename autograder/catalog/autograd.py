@@ -14,6 +14,7 @@ import math
 import torch
 
 from ..exercise import Case, Exercise, Group, Lesson
+from ..i18n import N_
 from ..sandbox import learner_code
 
 
@@ -82,12 +83,12 @@ def value_probe(fn, program: list[tuple], again: bool = False) -> dict:
                 v.grad = 0.0
             nodes[-1].backward()
     result = {
-        "type of .data and .grad": sorted({kind_of(n.data) for n in nodes} | {kind_of(v.grad) for v in leaves}),
-        "forward values (.data of every node)": torch.tensor([float(n.data) for n in nodes], dtype=torch.float64),
-        "gradients of the inputs": torch.tensor(first, dtype=torch.float64),
+        N_("type of .data and .grad"): sorted({kind_of(n.data) for n in nodes} | {kind_of(v.grad) for v in leaves}),
+        N_("forward values (.data of every node)"): torch.tensor([float(n.data) for n in nodes], dtype=torch.float64),
+        N_("gradients of the inputs"): torch.tensor(first, dtype=torch.float64),
     }
     if again:
-        result["gradients after zeroing and calling backward() again"] = torch.tensor(
+        result[N_("gradients after zeroing and calling backward() again")] = torch.tensor(
             [float(v.grad) for v in leaves], dtype=torch.float64)
     return result
 
@@ -214,7 +215,7 @@ def numerical_probe(fn, f: str, x: torch.Tensor, **kwargs) -> dict:
     before = x.clone()
     with learner_code():
         out = fn(FUNCTIONS[f], x, **kwargs)
-    return {"gradient": out, "x unchanged after the call": bool(torch.equal(x, before))}
+    return {"gradient": out, N_("x unchanged after the call"): bool(torch.equal(x, before))}
 
 
 def numerical_cases(draw):
@@ -286,7 +287,7 @@ def silu_probe(fn, x: torch.Tensor, grad_out: torch.Tensor) -> dict:
         passes = bool(torch.autograd.gradcheck(cls.apply, (probe_x,), eps=1e-6, atol=1e-5, raise_exception=False))
     except Exception:
         passes = False
-    return {"output of forward": y, "gradient from backward": g, "passes torch.autograd.gradcheck": passes}
+    return {N_("output of forward"): y, N_("gradient from backward"): g, N_("passes torch.autograd.gradcheck"): passes}
 
 
 def silu_values(draw):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..exercise import Case, Exercise, Group, Lesson
+from ..i18n import N_
 from ..probes import with_grad
 from ..sandbox import learner_code
 
@@ -87,7 +88,7 @@ def dists_sign_probe(fn, x, y) -> dict:
     with learner_code():
         out = fn(x, y)
     negative = int((out.detach() < 0).sum()) if type(out) is torch.Tensor else "no tensor"
-    return {"distances": out, "negative distances": negative}
+    return {"distances": out, N_("negative distances"): negative}
 
 
 def dists_speed(draw):

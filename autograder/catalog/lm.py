@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exercise import Case, Exercise, Group, Lesson, Threshold
-from ..i18n import _
+from ..i18n import N_, _
 from ..probes import model_output, named_gradients
 from ..sandbox import learner_code
 
@@ -322,7 +322,7 @@ def lm_parameters_probe(cls, shape: tuple) -> dict:
     """How many parameters cls(*shape) has (a parameter shared by two modules counts once)."""
     with learner_code():
         model = cls(*shape)
-    return {"number of parameters": sum(p.numel() for p in model.parameters())}
+    return {N_("number of parameters"): sum(p.numel() for p in model.parameters())}
 
 
 def residual(name: str) -> bool:
@@ -385,12 +385,12 @@ def frequencies(fn, logits, sort=False, **kwargs) -> torch.Tensor:
 
 
 def frequency_probe(fn, logits, **kwargs) -> dict:
-    return {"frequency of each token": frequencies(fn, logits, **kwargs)}
+    return {N_("frequency of each token"): frequencies(fn, logits, **kwargs)}
 
 
 def sorted_frequency_probe(fn, logits, **kwargs) -> dict:
     """Ties among equally likely tokens may be broken any way: the frequencies, most frequent first."""
-    return {"frequencies, most frequent first": frequencies(fn, logits, sort=True, **kwargs)}
+    return {N_("frequencies, most frequent first"): frequencies(fn, logits, sort=True, **kwargs)}
 
 
 def generator_probe(fn, logits) -> dict:
@@ -401,8 +401,8 @@ def generator_probe(fn, logits) -> dict:
     first, again, other = draw(7), draw(7), draw(8)
     if any(type(t) is not torch.Tensor for t in (first, again, other)):
         return {"ids": first}
-    return {"the same generator seed draws the same ids": bool(torch.equal(first, again)),
-            "another seed draws other ids": not torch.equal(first, other)}
+    return {N_("the same generator seed draws the same ids"): bool(torch.equal(first, again)),
+            N_("another seed draws other ids"): not torch.equal(first, other)}
 
 
 def sample_case(logits, note, **kwargs) -> Case:

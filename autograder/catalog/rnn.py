@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exercise import Case, Exercise, Group, Lesson, Threshold
-from ..i18n import _
+from ..i18n import N_, _
 from ..probes import model_output, named_gradients
 from ..sandbox import learner_code
 
@@ -32,7 +32,7 @@ def clip_probe(fn, grads, max_norm, norm_type=2.0):
         originals.append(p.grad)
     with learner_code():
         total = fn(params[0] if single else params, max_norm, norm_type)
-    return {"total norm": total, "gradients after clipping": originals}
+    return {N_("total norm"): total, N_("gradients after clipping"): originals}
 
 
 def weights(draw, gates, i, h, bias=True, dtype=None):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exercise import Case, Exercise, Group, Lesson
-from ..i18n import _
+from ..i18n import N_, _
 from ..sandbox import ForbiddenCall, learner_code, refuse
 
 # -- accumulated_step ----------------------------------------------------------------------------------
@@ -78,13 +78,13 @@ def accumulate_probe(fn, state: dict, xs: list, ys: list, lr: float, momentum: f
         returned.append(float(loss) if type(loss) is torch.Tensor and loss.numel() == 1 else loss)
     k = len(xs)
     return {
-        "optimizer.step() calls per accumulated step": len(optimizer.seen) / 2,
-        "gradients zero only before the first micro-batch (zero_grad once, before the loop)":
+        N_("optimizer.step() calls per accumulated step"): len(optimizer.seen) / 2,
+        N_("gradients zero only before the first micro-batch (zero_grad once, before the loop)"):
             all(p == [True] + [False] * (k - 1) for p in patterns),
-        "size of the gradient at the step / gradient of the union's mean loss": ratios,
-        "gradients at each step": [torch.cat([t.flatten() for t in s]) for s in optimizer.seen],
-        "parameters after the two steps": [p.detach() for p in model.net.parameters()],
-        "returned loss (mean over the union)": returned,
+        N_("size of the gradient at the step / gradient of the union's mean loss"): ratios,
+        N_("gradients at each step"): [torch.cat([t.flatten() for t in s]) for s in optimizer.seen],
+        N_("parameters after the two steps"): [p.detach() for p in model.net.parameters()],
+        N_("returned loss (mean over the union)"): returned,
     }
 
 
@@ -147,13 +147,13 @@ def scaler_probe(fn, hp: dict, grads: list, unscale_first: list) -> dict:
             scales.append(float(scaler.get_scale()))
         stepped.append(len(optimizer.seen) > steps_before)
     return {
-        "steps taken (False: skipped because a gradient was inf/NaN)": stepped,
-        "scale after each update() (backoff after inf/NaN, growth after growth_interval good steps)":
+        N_("steps taken (False: skipped because a gradient was inf/NaN)"): stepped,
+        N_("scale after each update() (backoff after inf/NaN, growth after growth_interval good steps)"):
             torch.tensor(scales, dtype=torch.float64),
-        "gradients at each optimizer.step() (divided by the scale exactly once)":
+        N_("gradients at each optimizer.step() (divided by the scale exactly once)"):
             [torch.cat([g.flatten() for g in s]) for s in optimizer.seen],
-        "loss * scale at each step (scale(loss))": torch.tensor(scaled_losses, dtype=torch.float64),
-        "parameters after the last step": [p.detach() for p in params],
+        N_("loss * scale at each step (scale(loss))"): torch.tensor(scaled_losses, dtype=torch.float64),
+        N_("parameters after the last step"): [p.detach() for p in params],
     }
 
 
@@ -324,13 +324,13 @@ def average_probe(fn, state: dict, x: torch.Tensor, y: torch.Tensor, unused: boo
     flat = lambda gs: torch.cat([g.flatten() for g in gs if g is not None])  # noqa: E731
     ratio = float(flat(results[0]["grads"]) @ flat(mean) / (flat(mean) @ flat(mean)))
     return {
-        "parameters unchanged (average the gradients, not the parameters)": all(r["unchanged"] for r in results),
-        "the same gradients on both ranks (all-reduce the gradients, not the parameters)":
+        N_("parameters unchanged (average the gradients, not the parameters)"): all(r["unchanged"] for r in results),
+        N_("the same gradients on both ranks (all-reduce the gradients, not the parameters)"):
             all((g is None and h is None) or (g is not None and h is not None and torch.equal(g, h))
                 for g, h in zip(results[0]["grads"], results[1]["grads"])),
-        "size of your gradient / the mean of the ranks' gradients": ratio,
-        "gradients on rank 0": results[0]["grads"],
-        "gradients on rank 1": results[1]["grads"],
+        N_("size of your gradient / the mean of the ranks' gradients"): ratio,
+        N_("gradients on rank 0"): results[0]["grads"],
+        N_("gradients on rank 1"): results[1]["grads"],
     }
 
 
@@ -490,15 +490,15 @@ def resume_probe(save, load, seed: int, epochs: int, split: int, which: str) -> 
         except Exception as e:
             if which == "load":
                 raise
-            return {"the file (torch.load(path, weights_only=True)) in the lesson's format": file_format,
-                    "the extra keywords, as load_checkpoint returns them": f"minidl's load_checkpoint failed: {e!r}",
-                    "losses of every step, the resumed run's (the uninterrupted run's)": "no resumed run",
-                    "parameters after all epochs": "no resumed run"}
+            return {N_("the file (torch.load(path, weights_only=True)) in the lesson's format"): file_format,
+                    N_("the extra keywords, as load_checkpoint returns them"): f"minidl's load_checkpoint failed: {e!r}",
+                    N_("losses of every step, the resumed run's (the uninterrupted run's)"): "no resumed run",
+                    N_("parameters after all epochs"): "no resumed run"}
     return {
-        "the file (torch.load(path, weights_only=True)) in the lesson's format": file_format,
-        "the extra keywords, as load_checkpoint returns them": returned,
-        "losses of every step, the resumed run's (the uninterrupted run's)": torch.tensor(resumed_losses, dtype=torch.float64),
-        "parameters after all epochs": [p.detach() for p in resumed.parameters()],
+        N_("the file (torch.load(path, weights_only=True)) in the lesson's format"): file_format,
+        N_("the extra keywords, as load_checkpoint returns them"): returned,
+        N_("losses of every step, the resumed run's (the uninterrupted run's)"): torch.tensor(resumed_losses, dtype=torch.float64),
+        N_("parameters after all epochs"): [p.detach() for p in resumed.parameters()],
     }
 
 
@@ -507,13 +507,13 @@ def _format(path: str) -> dict:
     try:
         state = torch.load(path, weights_only=True)
     except Exception as e:  # noqa: BLE001 (a file that is not data only, or not a checkpoint)
-        return {"loads with weights_only=True": f"no: {type(e).__name__}"}
+        return {N_("loads with weights_only=True"): f"no: {type(e).__name__}"}
     if type(state) is not dict:
-        return {"loads with weights_only=True": f"yes, but it holds a {type(state).__name__}, not a dict"}
+        return {N_("loads with weights_only=True"): f"yes, but it holds a {type(state).__name__}, not a dict"}
     rng = state.get("rng")
-    return {"loads with weights_only=True": "yes",
+    return {N_("loads with weights_only=True"): "yes",
             "keys": sorted(str(k) for k in state),
-            "rng keys": sorted(str(k) for k in rng) if type(rng) is dict else f"not a dict: {type(rng).__name__}",
+            N_("rng keys"): sorted(str(k) for k in rng) if type(rng) is dict else f"not a dict: {type(rng).__name__}",
             "extra": sorted(str(k) for k in state["extra"]) if type(state.get("extra")) is dict else "missing"}
 
 

@@ -7,6 +7,7 @@ from collections import OrderedDict, defaultdict, namedtuple
 import torch
 
 from ..exercise import Case, Exercise, Group, Lesson
+from ..i18n import N_
 from ..probes import call
 
 Batch = namedtuple("Batch", ["inputs", "targets", "meta"])
@@ -63,7 +64,7 @@ def in_defaultdict(fn, items, device):
     """Call ``fn`` on ``defaultdict(list, items)`` (the grader itself moves plain containers only);
     return what it returned and that result's default factory, which must still be ``list``."""
     moved = call(fn, defaultdict(list, items), device)
-    return {"moved": moved, "default factory": getattr(moved, "default_factory", None)}
+    return {"moved": moved, N_("default factory"): getattr(moved, "default_factory", None)}
 
 
 def patchify_values(draw):

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..exercise import Case, Exercise, Group, Lesson
+from ..i18n import N_
 from ..probes import with_grad
 from ..sandbox import learner_code
 
@@ -75,8 +76,8 @@ def optimizer_probe(fn, params: list, grads: list, hp: dict) -> dict:
             optimizer.step()
             for k, p in enumerate(ps):
                 trajectory[k].append(p.detach().clone())
-    return {"gradients are None or 0 after zero_grad()": all(zeroed),
-            "parameters after each step": [torch.stack(t) for t in trajectory]}
+    return {N_("gradients are None or 0 after zero_grad()"): all(zeroed),
+            N_("parameters after each step"): [torch.stack(t) for t in trajectory]}
 
 
 def optimizer_case(draw, hp: dict, steps: int = 5, dtype: torch.dtype | None = None) -> Case:
@@ -205,11 +206,11 @@ def train_probe(fn, x, y, weight, bias, batch_size: int, lr: float = 0.5, start_
     with learner_code():
         mean_loss = fn(model, loader_of(x, y, batch_size), optimizer, loss_fn, x.device)
     return {
-        "model in train mode (model.train()) in every forward": bool(model.modes) and all(model.modes),
-        "gradients of the current batch only at every step (zero_grad)": all(optimizer.fresh),
-        "optimizer steps": len(optimizer.fresh),
-        "mean loss per sample": mean_loss,
-        "parameters after the epoch": [p.detach() for p in model.net.parameters()],
+        N_("model in train mode (model.train()) in every forward"): bool(model.modes) and all(model.modes),
+        N_("gradients of the current batch only at every step (zero_grad)"): all(optimizer.fresh),
+        N_("optimizer steps"): len(optimizer.fresh),
+        N_("mean loss per sample"): mean_loss,
+        N_("parameters after the epoch"): [p.detach() for p in model.net.parameters()],
     }
 
 
@@ -218,8 +219,8 @@ def evaluate_probe(fn, x, y, weight, bias, batch_size: int) -> dict:
     with learner_code():
         accuracy = fn(model, loader_of(x, y, batch_size), x.device)
     return {
-        "model in eval mode (model.eval()) in every forward": bool(model.modes) and not any(model.modes),
-        "no autograd graph built in any forward (torch.no_grad)": bool(model.grad_modes) and not any(model.grad_modes),
+        N_("model in eval mode (model.eval()) in every forward"): bool(model.modes) and not any(model.modes),
+        N_("no autograd graph built in any forward (torch.no_grad)"): bool(model.grad_modes) and not any(model.grad_modes),
         "accuracy": accuracy,
     }
 

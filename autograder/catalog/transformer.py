@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exercise import Case, Exercise, Group, Lesson, Threshold
-from ..i18n import _
+from ..i18n import N_, _
 from ..probes import model_output, with_grad
 from ..sandbox import learner_code
 
@@ -192,7 +192,7 @@ def mhsa_cache_probe(cls, x, weights, num_heads, prefix: int) -> dict:
     with learner_code(), torch.no_grad():
         module, cache = attention_module(cls, x.shape[-1], num_heads, weights, x.dtype), LayerCache()
         outs = [module(chunk, is_causal=True, cache=cache) for chunk in chunks]
-    return {"outputs through a key/value cache, call by call (must equal the uncached causal output)": outs}
+    return {N_("outputs through a key/value cache, call by call (must equal the uncached causal output)"): outs}
 
 
 def mhsa_case(draw, B, T, d, h, dtype=None, **kwargs) -> Case:
