@@ -41,12 +41,12 @@ def use_secret(args: argparse.Namespace) -> policy.Secret:
 
 
 def chosen_language(args: argparse.Namespace, notebooks: list[pathlib.Path] = ()) -> str:
-    """The language ``grade`` and ``progress`` speak: ``--lang``, else the user's locale (``LANG``...),
-    else the (first) notebook's metadata, else English; ``MINIDL_LANG`` wins over all of them."""
+    """The language ``grade`` and ``progress`` speak: ``--lang``, else ``MINIDL_LANG``, else the user's
+    locale (``LANG``...), else the (first) notebook's metadata, else English."""
+    if args.lang:
+        return args.lang
     if i18n.environment_language():
         return i18n.environment_language()
-    if args.lang:
-        return i18n.normalize(args.lang) or i18n.SOURCE_LANGUAGE
     if i18n.locale_language():
         return i18n.locale_language()
     from .notebook import read
@@ -62,16 +62,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
     from .grading import grade_notebook
 
     path = pathlib.Path(args.notebook)
-    i18n.use_language(chosen_language(args, [path]))
-    if not path.is_file():
-        print(_("error: {path} is not a file; give the path of a notebook (.ipynb). In Colab, grade from the "
-                "notebook itself with grade_this_notebook() (the last cell of every lesson)").format(path=path),
-              file=sys.stderr)
-        return 2
-    use_secret(args)
-    with i18n.speaking(i18n.language()):  # the notebook's kernel and the checking worker speak it too
+    with i18n.speaking(chosen_language(args, [path])):  # the notebook's kernel and the checking worker too
+        if not path.is_file():
+            print(_("error: {path} is not a file; give the path of a notebook (.ipynb). In Colab, grade from the "
+                    "notebook itself with grade_this_notebook() (the last cell of every lesson)").format(path=path),
+                  file=sys.stderr)
+            return 2
+        use_secret(args)
         report = grade_notebook(path, limits(args))
-    print(report.table())
+        print(report.table())
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report.to_dict(), f, indent=2)
@@ -83,9 +82,6 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from .submission import discover, submissions_root
 
     if args.lang:  # else each student's notebook speaks its own language (a class may mix editions)
-        if i18n.normalize(args.lang) is None:
-            print(f"error: --lang {args.lang}: the course has {', '.join(i18n.LANGUAGES)}", file=sys.stderr)
-            return 2
         i18n.use_language(args.lang)
     else:
         i18n.use_language(i18n.locale_language() or i18n.SOURCE_LANGUAGE)  # the TA's own messages
@@ -163,11 +159,18 @@ def cmd_progress(args: argparse.Namespace) -> int:
     from .catalog import LESSONS
 
     folder = pathlib.Path(args.folder)
-    i18n.use_language(chosen_language(args, [folder / f"{key}.ipynb" for key in LESSONS]))
-    use_secret(args)
-    with i18n.speaking(i18n.language()):
+    with i18n.speaking(chosen_language(args, [folder / f"{key}.ipynb" for key in LESSONS])):
+        use_secret(args)
         print(progress(folder, limits(args), refresh=args.refresh))
     return 0
+
+
+def language(value: str) -> str:
+    """``--lang``'s value as a course language ("zh_CN" -> "zh"); an unknown one is refused."""
+    lang = i18n.normalize(value)
+    if lang is None:
+        raise argparse.ArgumentTypeError(f"{value!r}: the course has {', '.join(i18n.LANGUAGES)}")
+    return lang
 
 
 def add_limits(p: argparse.ArgumentParser) -> None:
@@ -181,7 +184,7 @@ def add_limits(p: argparse.ArgumentParser) -> None:
                    help=f"seconds for the whole notebook (default {policy.NOTEBOOK_SECONDS})")
     p.add_argument("--memory", type=int, default=policy.MEMORY_MB,
                    help=f"MB of address space for learner code (default {policy.MEMORY_MB})")
-    p.add_argument("--lang", metavar="LANG", help="the language of the report: "
+    p.add_argument("--lang", metavar="LANG", type=language, help="the language of the report: "
                    + ", ".join(f"{code} ({name})" for code, (_folder, name) in i18n.LANGUAGES.items())
                    + "; default: $MINIDL_LANG, else (grade, progress) your locale ($LANG) or the notebook's "
                      "language, (batch) each notebook's own language")

@@ -86,7 +86,7 @@ def args(lang=None):
     return argparse.Namespace(lang=lang)
 
 
-def test_the_cli_chooses_lang_then_locale_then_notebook(monkeypatch, tmp_path):
+def test_the_cli_chooses_lang_then_minidl_lang_then_locale_then_notebook(monkeypatch, tmp_path):
     for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG", "MINIDL_LANG"):
         monkeypatch.delenv(name, raising=False)
     english_nb, chinese_nb = ROOT / "lessons" / "01_tensors.ipynb", ROOT / "lessons" / "zh" / "01_tensors.ipynb"
@@ -100,9 +100,10 @@ def test_the_cli_chooses_lang_then_locale_then_notebook(monkeypatch, tmp_path):
     assert chosen_language(args(), [nb]) == "en"
     monkeypatch.setenv("LANG", "zh_CN.UTF-8")
     assert chosen_language(args(), [english_nb]) == "zh"
-    assert chosen_language(args("en"), [nb]) == "en"  # --lang over everything but MINIDL_LANG
-    monkeypatch.setenv("MINIDL_LANG", "zh")
-    assert chosen_language(args("en"), [english_nb]) == "zh"
+    assert chosen_language(args("en"), [nb]) == "en"  # --lang over everything
+    monkeypatch.setenv("MINIDL_LANG", "zh")  # MINIDL_LANG over the locale and the notebook
+    assert chosen_language(args(), [english_nb]) == "zh"
+    assert chosen_language(args("en"), [english_nb]) == "en"
 
 
 def test_use_language_speaking_and_minidl_lang(monkeypatch, english):
