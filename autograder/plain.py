@@ -145,7 +145,7 @@ def compare(expected: dict, got: dict, tolerance, path: str = "output") -> Misma
             if ekeys != gkeys:
                 return Mismatch("type", _("{path} should have keys {expected}, but has {got}").format(
                     path=path, expected=ekeys, got=gkeys), path)
-        labels = [repr(k.get("value")) for k in expected["keys"]] if ek == "dict" else range(len(expected["items"]))
+        labels = [repr(shown_key(k.get("value"))) for k in expected["keys"]] if ek == "dict" else range(len(expected["items"]))
         for label, e, g in zip(labels, expected["items"], got["items"]):
             found = compare(e, g, tolerance, f"{path}[{label}]")
             if found:
@@ -162,6 +162,12 @@ def compare(expected: dict, got: dict, tolerance, path: str = "output") -> Misma
         return Mismatch("values", _("{path} should be {expected}, but it is {got}").format(
             path=path, expected=repr(expected["value"]), got=repr(got["value"])), path)
     return None
+
+
+def shown_key(key: Any) -> Any:
+    """A result's key as shown in a mismatch's path: a probe's worded label ("model in eval mode ...")
+    in the language in use, any other key as it is."""
+    return _(key) if isinstance(key, str) else key
 
 
 def should_be(path: str, expected: dict, got: dict) -> str:
