@@ -6,7 +6,7 @@ import dataclasses
 import html
 from dataclasses import dataclass, field
 
-from .i18n import _
+from .i18n import _, pad
 
 
 @dataclass
@@ -85,7 +85,7 @@ class Result:
         if self.status in ("not_implemented", "missing", "error") or not self.failures:
             return self.note or self.status
         f = self.failures[0]
-        return f"[{f.group}] {f.message}"
+        return f"[{_(f.group)}] {f.message}"
 
     def to_dict(self) -> dict:
         """The result as JSON; ``failure`` is the first failing public case the learner saw (or None)."""
@@ -107,10 +107,10 @@ class Result:
         lines = [self.headline()]
         if self.note:
             lines.append(f"  {self.note}")
-        lines += [f"  {g:<14} {p}/{t}" for g, p, t in self.groups]
+        lines += [f"  {pad(_(g), 14)} {p}/{t}" for g, p, t in self.groups]
         if self.failures:
             f = self.failures[0]
-            lines += ["", _("First failing case ({group}, on {device}):").format(group=f.group, device=f.device),
+            lines += ["", _("First failing case ({group}, on {device}):").format(group=_(f.group), device=f.device),
                       _("  inputs:  {inputs}").format(inputs=f.inputs), _("  problem: {message}").format(message=f.message)]
             if f.where:
                 lines.append(_("  where:   {where}").format(where=f.where))
@@ -124,7 +124,7 @@ class Result:
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.passed else "#b35900"
         rows = "".join(
-            f"<tr><td>{html.escape(g)}</td><td style='text-align:right'>{p}/{t}</td></tr>" for g, p, t in self.groups
+            f"<tr><td>{html.escape(_(g))}</td><td style='text-align:right'>{p}/{t}</td></tr>" for g, p, t in self.groups
         )
         parts = [
             f"<div style='border-left:4px solid {colour};padding:4px 10px;font-family:sans-serif'>",
@@ -137,7 +137,7 @@ class Result:
             f = self.failures[0]
             parts.append(
                 "<div>" + _("<b>First failing case</b> ({group}, on {device})").format(
-                    group=html.escape(f.group), device=html.escape(f.device)) + "<br>"
+                    group=html.escape(_(f.group)), device=html.escape(f.device)) + "<br>"
                 f"<code>{html.escape(f.inputs)}</code><br>{html.escape(f.message)}"
                 + ("<br><i>" + _("at {where}").format(where=html.escape(f.where)) + "</i>" if f.where else "")
                 + ("<br>" + _("<b>Hint:</b> {hint}").format(hint=html.escape(_(f.hint))) if f.hint else "")

@@ -232,9 +232,25 @@ def test_instructor_edition_in_the_lab(page, lab, lang, key):
             f"cell {index}: the widget did not redraw after {moved}"
         wait_idle(page, 300)
     if lang != "en" and key == "01_tensors":  # a report and a figure of the edition, for a person to look at
+        assert drawn_as_letters(page, ".jp-RenderedHTMLCommon", "张量"), \
+            "the page draws Chinese as boxes: install a Chinese font (.ci/run installs fonts-wqy-microhei)"
         look(page, next(c["index"] for c in cells if c["role"] == "test"), f"{lang}-report")
         look(page, next(c["index"] for c in cells if c["images"]), f"{lang}-figure")
     print(f"{lang} {key}: Validate and Run All {ran:.0f} s, with the widgets {time.monotonic() - started:.0f} s")
+
+
+def drawn_as_letters(page, selector: str, letters: str) -> bool:
+    """Does the page draw ``letters`` in the font of ``selector`` as distinct glyphs? A character
+    missing from every font is drawn as the same empty box, so two different ones look alike."""
+    return page.evaluate("""([selector, letters]) => {
+      const canvas = document.createElement('canvas'); canvas.width = 48; canvas.height = 48;
+      const pen = canvas.getContext('2d');
+      pen.font = '32px ' + getComputedStyle(document.querySelector(selector)).fontFamily;
+      const draw = letter => { pen.clearRect(0, 0, 48, 48); pen.fillText(letter, 4, 38);
+                               return pen.getImageData(0, 0, 48, 48).data.join(','); };
+      const shapes = [...letters].map(draw);
+      return new Set(shapes).size === shapes.length;
+    }""", [selector, letters])
 
 
 def look(page, index: int, name: str) -> None:

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from autograder import check, i18n, outputs
+from autograder import check, i18n, messages, outputs
 from autograder.cli import chosen_language
 
 from .conftest import ROOT
@@ -24,7 +24,7 @@ CHINESE = re.compile(r"[\u4e00-\u9fff]")
 @pytest.fixture(scope="module")
 def template():
     """A fresh extraction: every _()/N_() message of the package and the exercise catalogue's texts."""
-    return i18n.template()
+    return messages.template()
 
 
 @pytest.fixture
@@ -36,35 +36,35 @@ def english():
 
 def test_every_message_has_its_chinese_and_the_mo_is_current(template):
     assert len(template) > 100
-    assert i18n.problems("zh", pot=template) == [], "run python -m autograder.i18n update, translate, compile"
+    assert messages.problems("zh", pot=template) == [], "run python -m autograder.messages update, translate, compile"
 
 
 def test_the_check_fails_on_a_message_without_its_chinese(template, tmp_path):
-    po = i18n.read_po(i18n.po_path("zh"))
+    po = messages.read_po(messages.po_path("zh"))
     po["NOT YET"].string = ""
     po["all {cases} cases passed"].string = "全部测试用例通过"  # a placeholder lost
     del po["PASSED"]
     broken = tmp_path / "zh_CN" / "LC_MESSAGES" / "minidl.po"
-    i18n.write_po(po, broken)
-    shutil.copy(i18n.po_path("zh").with_suffix(".mo"), broken.with_suffix(".mo"))
-    found = i18n.problems("zh", po_file=broken, pot=template)
+    messages.write_po(po, broken)
+    shutil.copy(messages.po_path("zh").with_suffix(".mo"), broken.with_suffix(".mo"))
+    found = messages.problems("zh", po_file=broken, pot=template)
     assert "no translation: 'NOT YET'" in found
     assert "not in the catalogue: 'PASSED'" in found
     assert any(p.startswith("placeholders differ: 'all {cases} cases passed'") for p in found)
     assert any("minidl.mo is not compiled from the current minidl.po" in p for p in found)
     assert len(found) == 4, found
-    broken.with_suffix(".mo").write_bytes(i18n.mo_bytes(i18n.read_po(broken)))
-    assert len(i18n.problems("zh", po_file=broken, pot=template)) == 3
+    broken.with_suffix(".mo").write_bytes(messages.mo_bytes(messages.read_po(broken)))
+    assert len(messages.problems("zh", po_file=broken, pot=template)) == 3
 
 
 def test_the_mo_is_byte_stable():
-    po = i18n.read_po(i18n.po_path("zh"))
-    assert i18n.mo_bytes(po) == i18n.mo_bytes(i18n.read_po(i18n.po_path("zh")))
+    po = messages.read_po(messages.po_path("zh"))
+    assert messages.mo_bytes(po) == messages.mo_bytes(messages.read_po(messages.po_path("zh")))
 
 
 def test_placeholders():
-    assert i18n.placeholders("{name} took {seconds:g} s, {{literal}}") == ["{name}", "{seconds:g}"]
-    assert i18n.placeholders("{0} and {1}") == ["{0}", "{1}"]
+    assert messages.placeholders("{name} took {seconds:g} s, {{literal}}") == ["{name}", "{seconds:g}"]
+    assert messages.placeholders("{0} and {1}") == ["{0}", "{1}"]
 
 
 def test_normalize_and_the_locale(monkeypatch):
@@ -119,7 +119,7 @@ def test_use_language_speaking_and_minidl_lang(monkeypatch, english):
 
 
 def test_case_notes_are_translated_by_their_template(english):
-    po = i18n.read_po(i18n.po_path("zh"))
+    po = messages.read_po(messages.po_path("zh"))
     template = next(m for m in po if m.id and "{0}" in m.id and "{1}" not in m.id and m.string)
     note = template.id.replace("{0}", "7")
     assert i18n.note_template(note) == (template.id, ["7"])

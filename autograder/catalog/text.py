@@ -82,6 +82,7 @@ def messages(seeds: Iterable[str] = SEEDS) -> dict[str, str]:
             if _WORDS.search(exercise.signature):  # "a trained model: ...", "-> same structure"
                 add(exercise.signature, f"{exercise.id} signature (keep its code as it is)")
             for group in exercise.groups:
+                add(group.name, f"{exercise.id}: name of a group of cases, a few words shown in reports")
                 add(group.hint, f"{exercise.id} hint (group {group.name!r})")
             for key, hint in exercise.hints.items():
                 add(hint, f"{exercise.id} hint ({key})")
