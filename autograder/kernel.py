@@ -33,6 +33,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from .confine import Confinement, release, sandbox_user
+from .i18n import _
 from .policy import COLLECT_ENV, learner_env
 
 EXTRACT = """
@@ -255,27 +256,29 @@ def execute(nb: nbformat.NotebookNode, names: list[str], scratch: pathlib.Path, 
             for index in cells:
                 remaining = deadline - time.monotonic()
                 if remaining <= 1:
-                    result.problems.append(f"the notebook ran past its {total_timeout:g} s limit; "
-                                           "later cells were not run")
+                    result.problems.append(_("the notebook ran past its {seconds:g} s limit; later cells were "
+                                             "not run").format(seconds=total_timeout))
                     break
                 seconds = min(cell_timeout, remaining)
                 outcome = runner.run_cell(index, seconds)
                 if outcome == "timeout":
-                    result.problems.append(f"cell {index + 1} ran past its {seconds:.0f} s limit and was stopped")
+                    result.problems.append(_("cell {cell} ran past its {seconds:.0f} s limit and was stopped").format(
+                        cell=index + 1, seconds=seconds))
                 elif outcome == "died":
-                    result.problems.append(f"the kernel died in cell {index + 1} (a crash, or more memory than "
-                                           "allowed); it was restarted for the remaining cells")
+                    result.problems.append(_("the kernel died in cell {cell} (a crash, or more memory than allowed); "
+                                             "it was restarted for the remaining cells").format(cell=index + 1))
                 if mentions(nb.cells[index].get("source", ""), names) and runner.client.kc is not None:
                     runner.extract()
             runner.extract()
     except Exception as e:  # the kernel could not be started or restarted: keep what was extracted
-        result.problems.append(f"the notebook's kernel failed ({type(e).__name__}: {str(e)[:200]})")
+        result.problems.append(_("the notebook's kernel failed ({error})").format(
+            error=f"{type(e).__name__}: {str(e)[:200]}"))
     finally:
         runner.release()
     result.output_chars = runner.client.output_chars
     if result.output_chars > OUTPUT_LIMIT:
-        result.problems.append(f"the notebook printed {result.output_chars / 1e6:.1f} million characters "
-                               "(not kept; only the exercises are graded)")
+        result.problems.append(_("the notebook printed {millions:.1f} million characters (not kept; only the "
+                                 "exercises are graded)").format(millions=result.output_chars / 1e6))
     result.definitions = {n: runner.index.get(n, "missing") for n in names}
     result.callables = runner.callables
     result.seconds = time.monotonic() - start

@@ -37,12 +37,15 @@ from typing import Any
 
 from torch.overrides import TorchFunctionMode
 
+from .i18n import _
+
 
 class ForbiddenCall(Exception):
     """Raised when learner code calls a built-in the exercise asks them to build themselves."""
 
     def __init__(self, name: str):
-        super().__init__(f"{name} is off-limits in this exercise: build it yourself from simpler operations")
+        super().__init__(_("{name} is off-limits in this exercise: build it yourself from simpler operations").format(
+            name=name))
         self.name = name
 
 
