@@ -367,5 +367,6 @@ def test_a_python_double_loop_fails_its_speed_group_20_times_out_of_20():
     results = graded_in_the_confined_worker(dists_double_loop, 20)
     speed = [dict((g, (p, t)) for g, p, t in r.groups)["speed"] for r in results]
     assert all(p == 0 for p, _ in speed), [r.message for r in results]
-    assert all(r.failures and r.failures[0].symptom == "slow" and "slower than the reference" in r.message
+    # "slower than the reference by more than 200x ...", or "the timing runs did not finish within ..."
+    assert all(r.failures and r.failures[0].symptom == "slow" and r.failures[0].group == "speed"
                for r in results), [r.message for r in results]
