@@ -72,16 +72,12 @@ def prepare_process() -> None:
     _prepared.append(str(own))
 
 
-def submission_language(data: bytes) -> str:
+def submission_language(path: pathlib.Path) -> str:
     """The language a submission is graded in: ``MINIDL_LANG`` (batch --lang), else the notebook's own."""
-    import json
+    from .notebook import read
 
-    if i18n.environment_language():
-        return i18n.environment_language()
-    try:
-        return i18n.notebook_language(json.loads(data.decode("utf-8", errors="replace").lstrip("\ufeff")))
-    except (ValueError, AttributeError, TypeError):
-        return i18n.SOURCE_LANGUAGE
+    nb = read(path).nb
+    return i18n.environment_language() or (i18n.notebook_language(nb) if nb is not None else i18n.SOURCE_LANGUAGE)
 
 
 def grade_submission(name: str, data: bytes, lesson: str, hidden: bool, limits: policy.Limits,
@@ -96,7 +92,7 @@ def grade_submission(name: str, data: bytes, lesson: str, hidden: bool, limits: 
         with tempfile.TemporaryDirectory(prefix="minidl-submission-") as tmp:
             path = pathlib.Path(tmp) / name
             path.write_bytes(data)
-            with i18n.speaking(submission_language(data)) as lang:  # its feedback in its own language
+            with i18n.speaking(submission_language(path)) as lang:  # its feedback in its own language
                 report = grade_notebook(path, limits, hidden=hidden, expected=expected, lesson=lesson)
                 feedback = [r._repr_html_() for r in report.results]
     except Exception as e:  # the grader's failure, not the learner's: said in the rows, graded again next run

@@ -16,11 +16,14 @@ import pathlib
 
 def digest(data: bytes, hidden: bool, lesson: str | None = None) -> str:
     """What a stored result depends on: the notebook's bytes, the lesson it is graded as, hidden
-    cases or not (and which secret), and the grader (``policy.grader_digest``)."""
+    cases or not (and which secret), the language its messages are in when ``batch --lang`` sets
+    one (``MINIDL_LANG``; else the notebook's own, in its bytes), and the grader (``policy.grader_digest``)."""
+    from .i18n import environment_language
     from .policy import grader_digest, secret
 
     key = hashlib.sha256((secret().value or "").encode()).hexdigest()[:12] if hidden else "public"
-    return hashlib.sha256(data + f"|{lesson}|{key}|{grader_digest()}".encode()).hexdigest()[:24]
+    lang = environment_language() or "own"
+    return hashlib.sha256(data + f"|{lesson}|{key}|{lang}|{grader_digest()}".encode()).hexdigest()[:24]
 
 
 def write_atomic(path: pathlib.Path, text: str) -> None:
